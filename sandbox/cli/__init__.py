@@ -1,0 +1,1 @@
+"""Command-line interface: ``python -m sandbox {list,verify,compare,bench}``."""

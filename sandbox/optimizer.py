@@ -1,0 +1,143 @@
+"""A thin ``torch.optim.Optimizer`` that runs any registered rule.
+
+The optimizer only loops over parameters, keeps the state, and applies ``θ ← θ + u`` once per
+parameter at the end of the chain; all the math lives in the stages (:mod:`sandbox.stages`).
+This per-tensor loop is the reference implementation of every rule.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import Tensor
+
+from .registry import RuleSpec
+from .replicas import replica_shape
+from .stages import Context
+
+NONFINITE = ("raise", "skip", "ignore")
+
+
+class NonFiniteGradientError(FloatingPointError):
+    """A gradient holds NaN or Inf; the step was refused and nothing was changed."""
+
+
+class RuleOptimizer(torch.optim.Optimizer):
+    """Runs ``rule`` (a :class:`~sandbox.registry.RuleSpec`) as a drop-in torch optimizer.
+
+    Behaviour shared by every rule:
+    - several param groups with their own hyperparameters (validated like the constructor's),
+      LR schedulers, closures; parameters whose ``grad`` is None are skipped; ``p.grad`` is never
+      modified; zero-size, non-contiguous and channels_last parameters work; the math runs in the
+      parameter's dtype (reductions of reducing stages in at least float32).
+    - ``nonfinite``: ``'raise'`` (default) refuses a step whose gradients hold NaN/Inf with a
+      :class:`NonFiniteGradientError` and changes nothing; ``'skip'`` skips such a step (counted in
+      ``skipped_steps``), changing nothing; ``'ignore'`` does no check. The check costs one host
+      synchronisation per step (not per tensor); 'ignore' removes it.
+    - ``last_info`` maps each stepped parameter to the diagnostics its stages recorded at the last
+      step (e.g. ``'projection'``: 0 none, 1 channel view, 2 layer view, per replica).
+    """
+
+    def __init__(self, params, rule: RuleSpec, nonfinite: str = "raise", **hyperparams: Any):
+        if nonfinite not in NONFINITE:
+            raise ValueError(f"invalid nonfinite={nonfinite!r}: must be one of {NONFINITE}")
+        rule.validate(hyperparams)
+        self.rule = rule
+        self.nonfinite = nonfinite
+        self.skipped_steps = 0
+        self.last_info: dict[Tensor, dict] = {}
+        self._chains: dict[tuple, tuple] = {}
+        defaults = {**rule.defaults, **hyperparams, "replica_dims": 0}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict) -> None:
+        own = {k: v for k, v in param_group.items() if k != "params"}
+        self.rule.validate(own)
+        super().add_param_group(param_group)
+        self.rule.validate({k: v for k, v in self.param_groups[-1].items() if k != "params"})
+
+    def __repr__(self) -> str:
+        return f"{self.rule.name} " + super().__repr__()
+
+    # --- the loop ------------------------------------------------------------------------------
+    def _chain(self, group: dict) -> tuple:
+        key = tuple((h.name, group[h.name]) for h in self.rule.hypers if h.structural)
+        if key not in self._chains:
+            self._chains[key] = self.rule.build(group)
+        return self._chains[key]
+
+    def _grads_finite(self, grads: list[Tensor]) -> bool:
+        if self.nonfinite == "ignore" or not grads:
+            return True
+        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+    def _nonfinite_message(self) -> str:
+        where = [
+            f"group {i} param {j} (shape {tuple(p.shape)})"
+            for i, group in enumerate(self.param_groups)
+            for j, p in enumerate(group["params"])
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+        ]
+        return (f"{self.rule.name}: step refused, non-finite gradient in {len(where)} tensor(s): "
+                f"{', '.join(where)}. Parameters and state are unchanged. Pass nonfinite='skip' "
+                f"to skip such steps instead.")
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], Any]] = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        work = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
+        for _, p in work:
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
+        if not self._grads_finite([p.grad for _, p in work]):
+            if self.nonfinite == "raise":
+                raise NonFiniteGradientError(self._nonfinite_message())
+            self.skipped_steps += 1
+            return loss
+
+        # Sweep 1: the stages up to the first reducing stage (and its reduce), for every parameter.
+        self.last_info = {}
+        pending, sums = [], {}
+        for group, p in work:
+            ctx = Context(param=p, grad=p.grad, state=self.state[p], hp=group)
+            stages = self._chain(group)
+            u, i = p.grad, 0
+            while i < len(stages) and not stages[i].reduces:
+                u = stages[i].update(u, ctx)
+                i += 1
+            if i == len(stages):  # no reducing stage: apply at once (no whole-model temporaries)
+                self._apply(ctx, u)
+                continue
+            total, count = stages[i].reduce(u, ctx)
+            self._accumulate(sums, stages[i].name, total, count, p, ctx.replica_dims)
+            pending.append((ctx, stages, i, u))
+
+        # Global statistics (per replica), then sweep 2: the rest of every chain, and θ ← θ + u.
+        means = {name: total / count for name, (total, count, _) in sums.items()}
+        for ctx, stages, i, u in pending:
+            ctx.globals = means
+            for stage in stages[i:]:
+                u = stage.update(u, ctx)
+            self._apply(ctx, u)
+        return loss
+
+    def _apply(self, ctx: Context, u: Tensor) -> None:
+        ctx.param.add_(u)
+        self.last_info[ctx.param] = ctx.info
+
+    @staticmethod
+    def _accumulate(sums: dict, name: str, total: Tensor, count: int, p: Tensor, rd: int) -> None:
+        shape = replica_shape(p, rd)
+        if name not in sums:
+            sums[name] = (total, count, shape)
+            return
+        acc, n, first = sums[name]
+        if shape != first:
+            raise ValueError(
+                f"{name} takes a mean over all parameters per replica, so every parameter needs "
+                f"the same replica shape; got {first} and {shape} (replica_dims of the groups)"
+            )
+        sums[name] = (acc + total.to(acc.dtype), n + count, first)

@@ -1,0 +1,65 @@
+"""Adaptive inertia (Adai; Xie, Wang, Zhang, Sato, Sugiyama, ICML 2022, "Adaptive Inertia:
+Disentangling the Effects of Adaptive Learning Rate and Momentum", official code
+zeke-xie/adaptive-inertia-adai)."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..replicas import broadcast_to_items, per_replica_numel, per_replica_sum
+from .base import Context, Stage
+
+
+class adaptive_inertia(Stage):
+    r"""Adai's per-element momentum from the second moment, relative to its global mean.
+
+    Sweep 1 (every parameter of every group, before any update):
+
+    .. math::
+        v_t = \beta_2 v_{t-1} + (1-\beta_2) u_t^2,\quad \hat v_t = v_t/(1-\beta_2^{t}),\quad
+        \bar v_t = \frac{\sum_{\text{all elements}} \hat v_t}{\#\text{elements}}
+
+    Sweep 2 (per parameter):
+
+    .. math::
+        \beta_{1,t} = \mathrm{clip}\big(1 - \beta_0\, \hat v_t / \bar v_t,\ 0,\ 1-\epsilon\big),\quad
+        P_t = P_{t-1}\,\beta_{1,t},\quad
+        m_t = \beta_{1,t} m_{t-1} + (1-\beta_{1,t}) u_t,\quad d_t = m_t / (1 - P_t)
+
+    ``betas = (β0, β2)`` default (0.1, 0.99), ``eps`` = 1e-3 bounds the inertia (official defaults).
+    The step counter ``t`` is per parameter (official code). With replicas, v̄ is per replica.
+
+    Deliberate difference from the official code: when v̄ = 0 (every gradient so far exactly
+    zero) the official rule computes 0/0 = NaN. Here v̂/v̄ is defined as 1 in that case (every
+    element sits at the mean), so β1 = 1 − β0 and, since m and u are zero, the update is exactly
+    zero: no NaN. Everything else is the official rule.
+    The global sum is accumulated in at least float32 (float64 for float64 parameters).
+    State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``beta1_prod`` (official names).
+    """
+
+    name = "adaptive_inertia"
+    reduces = True
+
+    def reduce(self, u: Tensor, ctx: Context) -> tuple[Tensor, int]:
+        beta2 = ctx.hp["betas"][1]
+        t = ctx.step_count()
+        v = ctx.state_tensor("exp_avg_sq")
+        v.mul_(beta2).addcmul_(u, u, value=1.0 - beta2)
+        ctx.info["bc2"] = 1.0 - beta2**t
+        acc = torch.promote_types(v.dtype, torch.float32)
+        rd = ctx.replica_dims
+        return per_replica_sum(v, rd, dtype=acc) / ctx.info["bc2"], per_replica_numel(v, rd)
+
+    def update(self, u: Tensor, ctx: Context) -> Tensor:
+        beta0 = ctx.hp["betas"][0]
+        v = ctx.state["exp_avg_sq"]
+        vbar = broadcast_to_items(ctx.globals[self.name], v, ctx.replica_dims).to(v.dtype)
+        v_hat = v / ctx.info["bc2"]
+        ratio = torch.where(vbar > 0, v_hat / vbar, torch.ones_like(v_hat))
+        beta1 = (1.0 - beta0 * ratio).clamp_(0.0, 1.0 - ctx.hp["eps"])
+        prod = ctx.state_tensor("beta1_prod", fill=1.0)
+        prod.mul_(beta1)
+        m = ctx.state_tensor("exp_avg")
+        m.mul_(beta1).addcmul_(1.0 - beta1, u)
+        ctx.info["beta1"] = beta1
+        return m / (1.0 - prod)

@@ -1,0 +1,1 @@
+"""Claim families of ``verify`` (see :mod:`sandbox.verify.base` for the interface)."""

@@ -56,6 +56,21 @@ class RuleOptimizer(torch.optim.Optimizer):
         super().add_param_group(param_group)
         self.rule.validate({k: v for k, v in self.param_groups[-1].items() if k != "params"})
 
+    def load_state_dict(self, state_dict: dict) -> None:
+        """torch.optim's loader, except that state a stage keeps in full precision for 16-bit
+        parameters (e.g. Adai's ``beta1_prod``) stays float32 instead of being cast to bfloat16."""
+        super().load_state_dict(state_dict)
+        keys = {k for s in self.rule.stages(self.defaults) for k in getattr(s, "FULL_PRECISION_STATE", ())}
+        if not keys:
+            return
+        ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+        params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in zip(ids, params):
+            saved = state_dict["state"].get(i, {})
+            for k in keys & saved.keys():
+                self.state[p][k] = saved[k].to(device=p.device, dtype=self.state[p][k].dtype
+                                               if p.dtype.itemsize > 2 else torch.float32).clone()
+
     def __repr__(self) -> str:
         return f"{self.rule.name} " + super().__repr__()
 

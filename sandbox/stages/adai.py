@@ -35,7 +35,14 @@ class adaptive_inertia(Stage):
     zero: no NaN. Everything else is the official rule.
     The global sum is accumulated in at least float32 (float64 for float64 parameters).
     State: ``step``, ``exp_avg``, ``exp_avg_sq``, ``beta1_prod`` (official names).
+
+    Low precision (bfloat16/float16 parameters): β1 and ``beta1_prod`` are computed and kept in
+    float32 (``FULL_PRECISION_STATE``). In bfloat16 the inertia bound 1 − eps = 0.999 rounds to
+    exactly 1, so ``beta1_prod`` would stick at 1 and the bias correction 1 − beta1_prod at 0
+    (a division by zero); the optimizer keeps these keys in float32 across ``load_state_dict``.
     """
+
+    FULL_PRECISION_STATE = ("beta1_prod",)
 
     name = "adaptive_inertia"
     reduces = True
@@ -53,13 +60,14 @@ class adaptive_inertia(Stage):
     def update(self, u: Tensor, ctx: Context) -> Tensor:
         beta0 = ctx.hp["betas"][0]
         v = ctx.state["exp_avg_sq"]
-        vbar = broadcast_to_items(ctx.globals[self.name], v, ctx.replica_dims).to(v.dtype)
-        v_hat = v / ctx.info["bc2"]
+        dtype = ctx.compute_dtype
+        vbar = broadcast_to_items(ctx.globals[self.name], v, ctx.replica_dims).to(dtype)
+        v_hat = v.to(dtype) / ctx.info["bc2"]
         ratio = torch.where(vbar > 0, v_hat / vbar, torch.ones_like(v_hat))
         beta1 = (1.0 - beta0 * ratio).clamp_(0.0, 1.0 - ctx.hp["eps"])
-        prod = ctx.state_tensor("beta1_prod", fill=1.0)
+        prod = ctx.state_tensor("beta1_prod", fill=1.0, dtype=dtype)
         prod.mul_(beta1)
         m = ctx.state_tensor("exp_avg")
         m.mul_(beta1).addcmul_(1.0 - beta1, u)
         ctx.info["beta1"] = beta1
-        return m / (1.0 - prod)
+        return (m / (1.0 - prod)).to(m.dtype)

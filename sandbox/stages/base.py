@@ -48,11 +48,18 @@ class Context:
     def replica_dims(self) -> int:
         return int(self.hp.get("replica_dims", 0))
 
-    def state_tensor(self, key: str, fill: float = 0.0) -> Tensor:
-        """The state tensor ``key``, created as ``fill`` (param's shape, dtype, layout) if absent."""
+    def state_tensor(self, key: str, fill: float = 0.0, dtype: torch.dtype | None = None) -> Tensor:
+        """The state tensor ``key``, created as ``fill`` (param's shape and layout; the param's
+        dtype unless ``dtype`` is given) if absent."""
         if key not in self.state:
-            self.state[key] = torch.full_like(self.param, fill, memory_format=torch.preserve_format)
+            self.state[key] = torch.full_like(self.param, fill, dtype=dtype,
+                                              memory_format=torch.preserve_format)
         return self.state[key]
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """float32 for low-precision (16-bit) parameters, else the parameter's dtype."""
+        return torch.promote_types(self.param.dtype, torch.float32)
 
     def step_count(self, key: str = "step") -> float:
         """Increment this parameter's step counter (a CPU float32 tensor, as torch.optim keeps it)

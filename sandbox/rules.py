@@ -46,11 +46,11 @@ def _projection_hypers(on: bool, shares_eps: bool = False, project_momentum: boo
     return tuple(out)
 
 
-def _variants(spec: RuleSpec, projected_name: str | None) -> None:
-    """Register a base rule and (optionally) its projected form under ``projected_name``."""
+def _variants(spec: RuleSpec, projected_name: str) -> None:
+    """Register a base rule and its projected form under ``projected_name``. (SGD's and Adam's
+    projected forms are the papers' own rules, registered as ``sgdp`` and ``adamp``; a plain
+    ``create("sgd", ..., project=True)`` is torch's SGD with the projection stage added.)"""
     register(spec)
-    if projected_name is None:
-        return
     hypers = tuple(
         H.flag("project", True, h.doc, h.source) if h.name == "project" else h for h in spec.hypers
     )
@@ -69,7 +69,7 @@ def _sgd(hp):
                  projection(hp), scale_by_lr())
 
 
-_variants(RuleSpec(
+register(RuleSpec(
     name="sgd", summary="SGD with heavy-ball momentum, dampening, Nesterov and coupled L2",
     paper="Robbins & Monro 1951; Polyak 1964; Sutskever et al., ICML 2013",
     hypers=(H.lr(1e-3, TORCH), H.momentum(0.0, TORCH), H.dampening(0.0, TORCH),
@@ -77,7 +77,7 @@ _variants(RuleSpec(
             H.flag("nesterov", False, "Nesterov momentum", TORCH)) + _projection_hypers(False),
     build=_sgd, homogeneity=1, momentum_kind="heavy_ball", decay="coupled",
     reference="torch.optim.SGD",
-), None)
+))
 
 
 def _sgdp(hp):
@@ -111,13 +111,13 @@ def _adamw(hp):
 
 
 _ADAM_HYPERS = (H.lr(1e-3, TORCH), H.betas((0.9, 0.999), TORCH), H.eps(1e-8, TORCH))
-_variants(RuleSpec(
+register(RuleSpec(
     name="adam", summary="Adam with coupled L2", paper="Kingma & Ba, 'Adam', ICLR 2015",
     hypers=_ADAM_HYPERS + (H.weight_decay(0.0, TORCH, "coupled L2: g ← g + λθ"),)
     + _projection_hypers(False, shares_eps=True),
     build=_adam, homogeneity=0, momentum_kind="ema", decay="coupled", reference="torch.optim.Adam",
-), None)
-_variants(RuleSpec(
+))
+register(RuleSpec(
     name="adamw", summary="Adam with decoupled weight decay",
     paper="Loshchilov & Hutter, 'Decoupled Weight Decay Regularization', ICLR 2019",
     hypers=_ADAM_HYPERS + (H.weight_decay(1e-2, TORCH, "decoupled: θ ← θ(1 − lr·λ·factor)"),
@@ -125,7 +125,7 @@ _variants(RuleSpec(
     + _projection_hypers(False, shares_eps=True),
     build=_adamw, homogeneity=0, momentum_kind="ema", decay="decoupled",
     reference="torch.optim.AdamW",
-), None)
+))
 register(RuleSpec(
     name="adamp", summary="AdamW + radial projection (official AdamP)", paper=PAPER_ADAMP,
     hypers=(H.lr(1e-3, ADAMP), H.betas((0.9, 0.999), ADAMP), H.eps(1e-8, ADAMP),

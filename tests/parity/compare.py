@@ -75,10 +75,12 @@ def net_params(net):
     return list(names), list(params)
 
 
-def run_net_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol=RTOL, seed=0):
+def run_net_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol=RTOL, seed=0,
+                 on_step=None):
     """Both optimizers are ``torch.optim.Optimizer`` factories taking the named-parameter list
     ``[(name, param), ...]`` of their own copy of the net.  ``drop(step) -> set of names``
-    whose gradient is set to None at that step.  Compares after every step."""
+    whose gradient is set to None at that step.  Compares after every step; calls
+    ``on_step(step, opt_actual, opt_expected)`` after each step if given."""
     net_a = nets.make_net(seed)
     net_b = nets.clone_net(net_a)
     names, pa = net_params(net_a)
@@ -95,6 +97,8 @@ def run_net_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol=RT
                     p.grad = None
         opt_a.step()
         opt_b.step()
+        if on_step:
+            on_step(s, opt_a, opt_b)
         worst = max(worst, compare(pa, [opt_a.state[p] for p in pa], pb,
                                    [opt_b.state[p] for p in pb], keys, names, rtol,
                                    context=f"net, after step {s + 1}"))
@@ -102,7 +106,7 @@ def run_net_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol=RT
 
 
 def run_random_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol=RTOL,
-                    problem=None):
+                    problem=None, on_step=None):
     """As ``run_net_pair`` on ``nets.RandomProblem``: factories take ``[(name, tensor), ...]``
     of leaf tensors; ``drop(step) -> set of indices`` without gradient at that step."""
     problem = problem or nets.RandomProblem()
@@ -118,6 +122,8 @@ def run_random_pair(make_actual, make_expected, keys, steps=100, drop=None, rtol
         problem.set_grads(pb, s, dropped)
         opt_a.step()
         opt_b.step()
+        if on_step:
+            on_step(s, opt_a, opt_b)
         worst = max(worst, compare(pa, [opt_a.state[p] for p in pa], pb,
                                    [opt_b.state[p] for p in pb], keys, names, rtol,
                                    context=f"random tensors, after step {s + 1}"))

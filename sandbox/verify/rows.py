@@ -1,0 +1,102 @@
+"""What a claim family needs besides its physics: claim selection, progress, result rows, and
+tidy tables appended to disk as they are produced.
+
+- :func:`claim_selected` — does ``cfg.only`` (an fnmatch pattern on claim ids) select a claim?
+- :func:`progress` — iterate work items through ``cfg.progress`` (the runner's shared bar).
+- :func:`make_row` — one row with :data:`~sandbox.verify.base.ROW_COLUMNS`, its verdict from
+  :func:`~sandbox.verify.base.verdict`, and status/citation from ``theory.catalogue`` (the longest
+  catalogue id that prefixes the claim id, e.g. ``identity.gd`` for ``identity.gd``).
+- :class:`TidyLog` — a CSV that grows by appended DataFrames (a crash loses nothing).
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .base import ROW_COLUMNS, VerifyConfig, verdict
+
+
+def claim_selected(cfg: VerifyConfig, claim: str) -> bool:
+    """True when no ``--only`` pattern is set or the claim id matches it (fnmatch)."""
+    return cfg.only is None or fnmatch.fnmatchcase(claim, cfg.only)
+
+
+def progress(cfg: VerifyConfig, items: Iterable, desc: str = "") -> Iterable:
+    """``items`` wrapped in the runner's progress factory (plain iteration when there is none)."""
+    items = list(items)
+    if cfg.progress is None:
+        return items
+    return cfg.progress(items, desc=desc)
+
+
+def catalogue_entry(claim: str) -> tuple[str, str]:
+    """(status, citation) of the longest ``theory.catalogue`` id that prefixes ``claim``;
+    ('derived', '') when the catalogue has no such entry."""
+    try:
+        from theory.catalogue import CLAIMS
+    except ImportError:  # the theory package is optional for the plumbing
+        return "derived", ""
+    best = None
+    for c in CLAIMS:
+        if claim == c.id or claim.startswith(c.id + "."):
+            if best is None or len(c.id) > len(best.id):
+                best = c
+    return (best.status, best.citation) if best else ("derived", "")
+
+
+def make_row(family: str, claim: str, rule: str, setting: str, predicted: float,
+             measured: float, tolerance: float, error_kind: str = "relative",
+             status: str | None = None, note: str = "") -> dict:
+    """One result row. ``status`` defaults to the catalogue's; 'open' rows are REPORTED."""
+    status = status or catalogue_entry(claim)[0]
+    predicted = float("nan") if predicted is None else float(predicted)
+    measured = float(measured)
+    if math.isnan(measured):
+        err, v = float("nan"), ("REPORTED" if status == "open" else "FAIL")
+        note = (note + "; " if note else "") + "measurement is NaN"
+    else:
+        err, v = verdict(predicted, measured, tolerance, status, error_kind)
+    return {"family": family, "claim": claim, "rule": rule, "setting": setting,
+            "predicted": predicted, "measured": measured, "error": err,
+            "error_kind": error_kind if not math.isnan(predicted) else "",
+            "tolerance": tolerance, "verdict": v, "status": status, "note": note}
+
+
+def rows_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=list(ROW_COLUMNS))
+
+
+def setting_text(**items) -> str:
+    """``key=value`` pairs, compact (floats with 4 significant digits)."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        if isinstance(v, (tuple, list)):
+            return "(" + ",".join(fmt(x) for x in v) + ")"
+        return str(v)
+    return " ".join(f"{k}={fmt(v)}" for k, v in items.items())
+
+
+class TidyLog:
+    """A CSV at ``path`` that grows by :meth:`append` (header written once).
+
+    ``fresh=True`` removes an existing file first (the family is starting over).
+    """
+
+    def __init__(self, path: Path, fresh: bool = True):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if fresh and self.path.exists():
+            self.path.unlink()
+
+    def append(self, frame: pd.DataFrame) -> None:
+        if frame.empty:
+            return
+        frame.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
+
+    def read(self) -> pd.DataFrame:
+        return pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()

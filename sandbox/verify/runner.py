@@ -1,0 +1,200 @@
+"""The ``verify`` driver: every claim family × every applicable rule → table, CSV, figures, report.
+
+Family modules are ``sandbox.verify.families.<name>`` for ``name`` in
+:data:`~sandbox.verify.base.FAMILIES` (a missing module is skipped). Besides the interface of
+:mod:`sandbox.verify.base` (``TITLE``, ``run(cfg)``, ``plot(results, cfg)``), a family MAY expose
+
+- ``CLAIMS``: the claim ids it can produce — ``--only`` selects families by them (a family
+  without ``CLAIMS`` is skipped under ``--only``) and rejects a pattern that matches no claim
+  before anything runs;
+- ``plan(cfg) -> list[(claim, rule)]``: its work units under ``cfg`` — sizes the progress bar.
+
+A family advances the shared bar by iterating its work through ``cfg.progress(items, desc=...)``
+(see :func:`sandbox.verify.rows.progress`); families that do not are still run, the bar then
+just does not move for them.
+
+Outputs under ``cfg.out``: ``verify.csv`` (all rows, rewritten after each family: a crash loses
+nothing), ``verify_state.json`` (the options and the families done: a rerun with the same
+options resumes, skipping those, unless ``force``), ``<family>/…`` (each family's raw tables and
+PNG figures) and ``report.md`` (linking the figures).
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+
+from sandbox.cli.main import UsageError  # bad input: one line, exit status 2
+
+from .base import FAMILIES, ROW_COLUMNS, VerifyConfig
+from .report import format_table, write_report
+
+STATE = "verify_state.json"
+TABLE = "verify.csv"
+
+
+def load_families(names=FAMILIES) -> dict[str, ModuleType]:
+    """Import ``sandbox.verify.families.<name>`` for each name; missing modules are skipped
+    (an ImportError inside an existing module is NOT swallowed)."""
+    out = {}
+    for name in names:
+        module_name = f"sandbox.verify.families.{name}"
+        try:
+            out[name] = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+    return out
+
+
+def select_families(families: dict[str, ModuleType], pattern: str | None,
+                    warn=None) -> dict[str, ModuleType]:
+    """The families ``pattern`` touches (by their declared ``CLAIMS``); UsageError when it
+    matches no declared claim. Under a pattern, a family that declares no ``CLAIMS`` cannot be
+    selected: it is skipped (``warn`` is told)."""
+    if pattern is None:
+        return dict(families)
+    touched = {}
+    for name, mod in families.items():
+        claims = getattr(mod, "CLAIMS", None)
+        if claims is None:
+            if warn is not None:
+                warn(f"verify: family {name!r} declares no CLAIMS, so --only cannot select it: "
+                     f"skipped")
+        elif any(fnmatch.fnmatchcase(c, pattern) for c in claims):
+            touched[name] = mod
+    if not touched:
+        known = [c for m in families.values() for c in getattr(m, "CLAIMS", ())]
+        shown = ", ".join(known[:8]) + (f", … ({len(known)} in all)" if len(known) > 8 else "")
+        raise UsageError(f"--only {pattern!r} matches no claim id (fnmatch); claims are: {shown}")
+    return touched
+
+
+def check_output_dir(out: Path) -> Path:
+    """Create ``out`` and prove it writable, or raise UsageError naming it."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write_test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {str(out)!r}: {e.strerror or e}") from None
+    return out
+
+
+def _options(cfg: VerifyConfig) -> dict:
+    return {"quick": cfg.quick, "seed": cfg.seed, "only": cfg.only, "device": str(cfg.device)}
+
+
+def _load_state(out: Path, cfg: VerifyConfig, force: bool) -> tuple[list[str], pd.DataFrame]:
+    """Families already done under the same options, and their saved rows."""
+    state_path, table_path = out / STATE, out / TABLE
+    if force or not state_path.exists() or not table_path.exists():
+        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
+    try:
+        state = json.loads(state_path.read_text())
+        table = pd.read_csv(table_path, keep_default_na=False, na_values=[""])
+    except (OSError, ValueError):
+        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
+    if state.get("options") != _options(cfg):
+        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
+    done = [str(f) for f in state.get("done", [])]
+    return done, table[table["family"].isin(done)] if not table.empty else table
+
+
+def _save(out: Path, cfg: VerifyConfig, done: list[str], table: pd.DataFrame) -> None:
+    table.to_csv(out / TABLE, index=False)
+    (out / STATE).write_text(json.dumps({"options": _options(cfg), "done": done}, indent=1))
+
+
+def _progress_factory(bar, planned: dict):
+    """``cfg.progress``: wraps a family's work items so that each advances the shared bar. A
+    family without ``plan`` had no share in the bar's total: its items are added when seen."""
+    def factory(items, desc=""):
+        items = list(items)
+        if not planned.get("current", True):
+            bar.total = (bar.total or 0) + len(items)
+            bar.refresh()
+        if desc:
+            bar.set_description(desc)
+        for item in items:
+            if isinstance(item, tuple) and len(item) >= 2:
+                bar.set_postfix_str(f"{item[0]} | {item[1]}", refresh=False)
+            yield item
+            bar.update(1)
+    return factory
+
+
+def _normalise(rows: pd.DataFrame, family: str, pattern: str | None) -> pd.DataFrame:
+    if rows is None or len(rows) == 0:
+        return pd.DataFrame(columns=list(ROW_COLUMNS))
+    missing = [c for c in ROW_COLUMNS if c not in rows.columns]
+    if missing:
+        raise RuntimeError(f"family {family!r} returned rows without columns {missing}")
+    rows = rows[list(ROW_COLUMNS)].copy()
+    rows["family"] = rows["family"].fillna(family)
+    if pattern is not None:
+        rows = rows[[fnmatch.fnmatchcase(str(c), pattern) for c in rows["claim"]]]
+    return rows
+
+
+def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = True,
+               families: dict[str, ModuleType] | None = None, stream=None) -> tuple[pd.DataFrame, int]:
+    """Run (or resume) the families, write every output, print the table; return (table, exit
+    status): 1 if any claim that should hold FAILs, else 0."""
+    from tqdm.auto import tqdm
+
+    stream = stream or sys.stdout
+    out = check_output_dir(cfg.out)
+    fams = select_families(load_families() if families is None else families, cfg.only,
+                           warn=lambda m: print(m, file=sys.stderr))
+    done, table = _load_state(out, cfg, force)
+    todo = [n for n in fams if n not in done]
+    total = 0
+    for n in todo:
+        plan = getattr(fams[n], "plan", None)
+        total += len(plan(cfg)) if plan else 0
+    start = time.perf_counter()
+    timings: dict[str, float] = {}
+    with tqdm(total=total or None, file=sys.stderr, disable=not show_progress, unit="check",
+              dynamic_ncols=True, desc="verify") as bar:
+        planned = {}
+        cfg.progress = _progress_factory(bar, planned)
+        for name in todo:
+            planned["current"] = hasattr(fams[name], "plan")
+            t0 = time.perf_counter()
+            rows = _normalise(fams[name].run(cfg), name, cfg.only)
+            timings[name] = time.perf_counter() - t0
+            table = pd.concat([table, rows], ignore_index=True) if len(table) else rows
+            done.append(name)
+            _save(out, cfg, done, table)
+    cfg.progress = None
+    if cfg.only is not None and table.empty:
+        raise UsageError(f"--only {cfg.only!r} matched no claim of the families that ran")
+    figures, problems = {}, {}
+    for name, mod in fams.items():
+        part = table[table["family"] == name]
+        if part.empty or not hasattr(mod, "plot"):
+            continue
+        try:
+            figures[name] = [Path(p) for p in (mod.plot(part.reset_index(drop=True), cfg) or [])]
+        except Exception as e:  # a figure must not lose the results: report it instead
+            problems[name] = f"{type(e).__name__}: {e}"
+    titles = {n: getattr(m, "TITLE", n) for n, m in fams.items()}
+    write_report(table, figures, cfg, titles, problems,
+                 {"elapsed_s": time.perf_counter() - start, "timings": timings,
+                  "resumed": [n for n in fams if n not in todo]})
+    print(format_table(table), file=stream)
+    fails = int((table["verdict"] == "FAIL").sum())
+    counts = table["verdict"].value_counts().to_dict()
+    print(f"\n{len(table)} checks: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
+                                                  ("PASS", "FAIL", "REPORTED"))
+          + f". Report: {out / 'report.md'}", file=stream)
+    return table, 1 if fails else 0

@@ -32,8 +32,27 @@ def _sums(rho, beta, c, precondition_first):
     return h2, s
 
 
+def _coupled_decay_gain(beta, rho, delta, memory=60.0):
+    """G = Σ_j (β/√ρ)^j E cos θ_j for the radial part of a decay term filtered by a heavy ball.
+
+    The steps u_s of a heavy ball driven by uncorrelated noise are correlated as β^{|s−s'|}, so
+    the angle swept in j steps has E θ_j² = Δ² C_j, C_j = j + 2 Σ_{k=1}^{j−1} (j−k) β^k
+    (ballistic j²Δ² within the memory, diffusive M j Δ² beyond); E cos θ ≈ exp(−E θ²/2)
+    (Gaussian angle). Δ = 0 gives 1/(1 − β/√ρ). Truncated after ``memory``/(1−β) terms.
+    """
+    if not beta:
+        return 1.0
+    n = int(memory / (1.0 - beta)) + 2
+    j = np.arange(n, dtype=float)
+    pw = beta ** j
+    s1 = np.concatenate([[0.0], np.cumsum(pw)[:-1] - 1.0])  # Σ_{k=1}^{j−1} β^k at index j
+    s2 = np.concatenate([[0.0], np.cumsum(j * pw)[:-1]])    # Σ_{k=1}^{j−1} k β^k
+    C = j + 2.0 * (j * s1 - s2)
+    return float(np.sum((beta / np.sqrt(rho)) ** j * np.exp(-0.5 * delta ** 2 * C)))
+
+
 def rootfree_stationary(eta, N2, beta, beta2, *, gain=None, precondition_first=False, c=1.0,
-                        damping_ratio=0.0) -> dict:
+                        damping_ratio=0.0, projected=False, coupled_decay=0.0) -> dict:
     r"""Growth factor ρ of r² per step and angular step Δ of a root-free rule (k = −1).
 
     Model (noise-driven toy, mean field): g_t ⟂ w_t, uncorrelated, E‖g_t‖² ∝ 1/r_t²; per-element
@@ -60,40 +79,80 @@ def rootfree_stationary(eta, N2, beta, beta2, *, gain=None, precondition_first=F
     M·η²A² with A² = U² = (1−β)/(1+β)N² and M = (1+β)/(1−β) (theory.homogeneity).
     ``damping_ratio`` = λ/P⁰ (damping over the lag-free preconditioner at the current radius):
     quasi-static use in the crossover (rootfree_delta_profile).
+    ``projected`` (AdamP's projection on the applied update, buffer kept): R = 0 exactly, so
+    ρ = c² + η²U² (M = 1, no momentum cross term) and tan Δ = ηU/c, with the buffer's lagging
+    radial part removed, U_p² = U²/(1 + β²Δ²/(1−β)²) (theory.toy.toy_update_size_sq).
+    ``coupled_decay`` λ_c (root-free RMSProp's L2, added after preconditioning and filtered by
+    the heavy ball): its radial push along ŵ_t is γλ_c Σ_j β^j ⟨ŵ_t, w_{t−j}⟩ with
+    ‖w_{t−j}‖ = ρ^{−j/2} r_t and the angle θ_j between w_t and w_{t−j} (the weight rotates
+    within the filter's memory: at β = 0.961, Δ = 0.015 this removes ~13% of the decay), so
+    c = 1 − ηγλ_c G, G = Σ_j (β/√ρ)^j exp(−E θ_j²/2) (:func:`_coupled_decay_gain`), solved
+    together with ρ and Δ by iteration.
     Neglected: O(1−β2) fluctuation terms (Jensen on 1/v², +3·2(1−β2)/(1+β2) on A², and the
     m–v correlation, about −4(1−β2)); the slow ŵ rotation within v's memory.
     Returns dict(rho, delta, A=U, lag=c_v, radial=R).
     """
     gamma = (1.0 - beta) if gain is None else gain
-    lo = c * c * (1 + 1e-15)
+    # ρ > β² keeps the preconditioner-first sums finite; ρ < 1/β2 keeps the lag finite.
+    lo = max(beta * beta * (1 + 1e-9), 1e-9) if precondition_first else 1e-9
     hi = 1.0 / beta2 if beta2 > 0 else c * c + 10.0 + 10 * eta ** 2 * N2
     if not precondition_first and beta:
         hi = min(hi, 1.0 / beta ** 2)
     hi *= 1 - 1e-13
 
+    c_fixed = c
+    delta_rot = [0.0]  # Δ used for the rotation of w within the filter's memory (iterated)
+
+    def decay_factor(rho):
+        if not coupled_decay:
+            return c_fixed
+        return c_fixed - eta * gamma * coupled_decay * _coupled_decay_gain(beta, rho, delta_rot[0])
+
     def parts(rho):
+        c = decay_factor(rho)
         lag = (1.0 - beta2) / (1.0 - beta2 * rho)
         f2 = 1.0 / (lag + damping_ratio) ** 2
         h2, s = _sums(rho, beta, c, precondition_first)
-        return lag, gamma ** 2 * f2 * N2 * h2, -eta * gamma ** 2 * f2 * N2 * s
+        u2 = gamma ** 2 * f2 * N2 * h2
+        if projected:
+            s = 0.0
+            if beta:  # the buffer's lagging radial part is projected away (theory.toy):
+                # U_p² = U²/(1 + κ η² U_p²), κ = β²/((1−β)² c²)  ⇒  a quadratic in U_p².
+                kap = eta ** 2 * beta ** 2 / ((1 - beta) ** 2 * c ** 2)
+                u2 = (np.sqrt(1 + 4 * kap * u2) - 1) / (2 * kap)
+        return lag, u2, -eta * gamma ** 2 * f2 * N2 * s
 
     def excess(rho):
+        c = decay_factor(rho)
         _, u2, rad = parts(rho)
         return c * c - 2 * c * eta * rad + eta ** 2 * u2 - rho
 
-    # excess > 0 just above c²; it crosses zero once before any pole of H2 (where it turns up):
-    # take the first sign change on a fine grid, then refine.
-    grid = lo + (hi - lo) * np.logspace(-14, 0, 600)
-    vals = np.array([excess(x) for x in grid])
-    neg = np.flatnonzero(vals < 0)
-    if neg.size == 0:
-        raise ValueError(f"no stationary growth factor: eta={eta!r} too large for beta={beta!r} "
-                         f"(the momentum sum diverges before the growth balances)")
-    i = neg[0]
-    rho = brentq(excess, lo if i == 0 else grid[i - 1], grid[i], xtol=1e-15, rtol=1e-14)
+    # The stable fixed point is a + → − crossing of excess (growth above the assumed ρ below it,
+    # below it above): scan a fine grid and take the crossing nearest ρ = 1 (near the poles of
+    # the filter sums, e.g. ρ → β², the sums diverge and excess changes sign spuriously).
+    grid = lo + (hi - lo) * np.concatenate([np.logspace(-14, -2, 120), np.linspace(1e-2, 1, 200)[1:]])
+    with np.errstate(all="ignore"):
+        vals = np.array([excess(x) for x in grid])
+    cross = np.flatnonzero((vals[:-1] > 0) & (vals[1:] <= 0))
+    if cross.size == 0:
+        raise ValueError(f"no stationary growth factor for eta={eta!r}, beta={beta!r}, "
+                         f"beta2={beta2!r}, c={c!r}: the filter sums diverge before growth balances")
+    i = cross[np.argmin(np.abs(grid[cross] - 1.0))]
+    rho = brentq(excess, grid[i], grid[i + 1], xtol=1e-15, rtol=1e-14)
+    for _ in range(6 if coupled_decay else 0):  # rotation correction: Δ ↔ decay gain
+        lag, u2, rad = parts(rho)
+        cc = decay_factor(rho)
+        delta_rot[0] = float(np.arctan2(eta * np.sqrt(max(u2 - rad * rad, 0.0)), cc - eta * rad))
+        lo_i, hi_i = max(lo, rho * 0.9), min(hi, rho * 1.1)
+        try:
+            rho = brentq(excess, lo_i, hi_i, xtol=1e-15, rtol=1e-14)
+        except ValueError:
+            break
     lag, u2, rad = parts(rho)
+    c = decay_factor(rho)
     delta = np.arctan2(eta * np.sqrt(max(u2 - rad * rad, 0.0)), c - eta * rad)
-    return {"rho": rho, "delta": float(delta), "A": float(np.sqrt(u2)), "lag": lag, "radial": rad}
+    return {"rho": rho, "delta": float(delta), "A": float(np.sqrt(u2)), "lag": lag, "radial": rad,
+            "c": float(c)}
 
 
 def rootfree_delta_profile(r, eta, N2, beta, beta2, *, precond_unit, damping, gain=None,
@@ -108,9 +167,14 @@ def rootfree_delta_profile(r, eta, N2, beta, beta2, *, precond_unit, damping, ga
     1/(1−β2) (the crossover spans ln(16)/(ρ − 1) steps from r_c/2 to 2 r_c).
     """
     r = np.atleast_1d(np.asarray(r, dtype=float))
-    out = [rootfree_stationary(eta, N2, beta, beta2, gain=gain, precondition_first=precondition_first,
-                               c=c, damping_ratio=damping * x * x / precond_unit)["delta"] for x in r]
-    return np.asarray(out)
+    # Δ(r) is smooth in log r: solve on ≤ 48 radii and interpolate in log–log.
+    knots = np.unique(np.geomspace(r.min(), r.max(), 48)) if r.size > 48 else np.unique(r)
+    vals = [rootfree_stationary(eta, N2, beta, beta2, gain=gain, precondition_first=precondition_first,
+                                c=c, damping_ratio=damping * x * x / precond_unit)["delta"]
+            for x in knots]
+    if knots.size == 1:
+        return np.full_like(r, vals[0])
+    return np.exp(np.interp(np.log(r), np.log(knots), np.log(vals)))
 
 
 def adai_momentum_factor(beta0, ratio_var=0.0):
@@ -132,3 +196,71 @@ def adai_momentum_factor(beta0, ratio_var=0.0):
     """
     inv = beta0 / (2.0 - beta0) + 0.5 * 4 * beta0 ** 2 / (2.0 - beta0) ** 3 * ratio_var
     return 1.0 / inv
+
+
+def projection_lag_coefficient(beta, projected, project_buffer):
+    """κ in A_eff² = A²/(1 + κ Δ²): what a projection removes from a lagging momentum buffer.
+
+    The buffer p lags the rotating weight; its radial part relative to w_t is about
+    −(β/(1−β)) Δ ‖p‖ (theory.toy.toy_update_size_sq). Projecting only the applied update
+    (AdamP, Adai+P, timm SGDP) removes it every step: κ = β²/(1−β)² (81 at β = 0.9). Projecting
+    the stored buffer in place (official SGDP) removes only the one-step part β²Δ²‖p‖² per step:
+    κ = β²/(1−β²) (4.3 at β = 0.9). Unprojected rules: 0. Status: derived (theory.toy).
+    """
+    if not projected or not beta:
+        return 0.0
+    return beta ** 2 / (1 - beta ** 2) if project_buffer else beta ** 2 / (1 - beta) ** 2
+
+
+def angular_step_mean_field(steps, r0, eta, A, k, M, kappa=0.0):
+    r"""Mean-field Δ_t and r_t (rms) for k > −1 without decay, including the projection lag.
+
+    Recursion over steps t = 0..steps−1 for y = r^{2(k+1)} (theory.homogeneity.norm_curve's
+    dy/dt = (k+1) M η² A², with the applied update reduced by the projection of a lagging
+    buffer, A_eff² = A²/(1 + κ Δ²)):
+
+        Δ_t² (1 + κ Δ_t²) = η² A²/y_t,     y_{t+1} = y_t + (k+1) M η² A²/(1 + κ Δ_t²).
+
+    For κ = 0 this is Δ_t = 1/sqrt((k+1)M(t + t0)), t0 = y_0/((k+1)Mη²A²). For κ > 0 the
+    approach to the same asymptote is slow: Δ_t^{-2} ≈ (k+1)(t − κ ln t + const) (M = 1), so at
+    finite t the slope of Δ^{-2} is (k+1)(1 − κ/t) — e.g. AdamP (κ = 81) is 10% below its
+    asymptotic constant around t = 800. This is the regime condition Δ ≪ 1 − β of §2 made
+    quantitative. Returns (Δ_t, r_t) as arrays of length ``steps``. Status: derived here.
+    """
+    y = np.empty(steps)
+    dl = np.empty(steps)
+    y[0] = float(r0) ** (2 * (k + 1))
+    e2 = (eta * A) ** 2
+    for t in range(steps):
+        q = e2 / y[t]
+        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
+        dl[t] = np.arctan(np.sqrt(d2))
+        if t + 1 < steps:
+            y[t + 1] = y[t] + (k + 1) * M * e2 / (1 + kappa * d2)
+    return dl, y ** (1 / (2 * (k + 1)))
+
+
+def equilibrium_relaxation(eta, A, x, k, M=1.0, kappa=0.0) -> dict:
+    r"""Equilibrium y* = r*^{2(k+1)} and relaxation time τ with the projection lag κ.
+
+    dy/dt = (k+1) (M η² A²/(1 + κ Δ²) − 2 x y), Δ² (1 + κ Δ²) = η² A²/y, x = η λ_eff
+    (theory.homogeneity.norm_curve with A_eff² = A²/(1 + κΔ²), projection_lag_coefficient).
+    y* is the root, τ = −1/(dF/dy)(y*). For κ = 0: y* = M η² A²/(2x) and τ = 1/(2(k+1)x)
+    (theory.equilibrium). For κ > 0 the growth term rises with y (a larger radius means a
+    smaller Δ and less of the buffer projected away), which SLOWS the relaxation: AdamP at
+    β1 = 0.9, x = 2e-3 (κΔ*² = 0.32) relaxes in τ ≈ 1.3/(2x), not 1/(2x). Status: derived here.
+    """
+    def growth(y):
+        q = (eta * A) ** 2 / y
+        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
+        return M * (eta * A) ** 2 / (1 + kappa * d2)
+
+    def F(y):
+        return (k + 1) * (growth(y) - 2 * x * y)
+
+    y0 = M * (eta * A) ** 2 / (2 * x)
+    y_star = brentq(F, y0 * 1e-6, y0 * 2, xtol=1e-14 * y0, rtol=1e-13)
+    h = 1e-6 * y_star
+    slope = (F(y_star + h) - F(y_star - h)) / (2 * h)
+    return {"y_star": float(y_star), "norm": float(y_star ** (1 / (2 * (k + 1)))),
+            "tau": float(-1.0 / slope)}

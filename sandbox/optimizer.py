@@ -16,6 +16,7 @@ from .replicas import replica_shape
 from .stages import Context
 
 NONFINITE = ("raise", "skip", "ignore")
+IMPLS = ("auto", "fast", "reference")
 
 
 class NonFiniteGradientError(FloatingPointError):
@@ -36,14 +37,28 @@ class RuleOptimizer(torch.optim.Optimizer):
       synchronisation per step (not per tensor); 'ignore' removes it.
     - ``last_info`` maps each stepped parameter to the diagnostics its stages recorded at the last
       step (e.g. ``'projection'``: 0 none, 1 channel view, 2 layer view, per replica).
+    - ``impl``: ``'reference'`` runs the loop below (each stage's readable per-tensor update);
+      ``'fast'`` runs the same chain through :mod:`sandbox.fast` (torch's fused/foreach kernels for
+      chains that are exactly torch's SGD/Adam/AdamW, the stages' list forms otherwise) and raises
+      ``NotImplementedError`` where it cannot (e.g. non-contiguous tensors); ``'auto'`` (default)
+      is fast where available and the reference elsewhere, decided per step before anything is
+      touched. ``last_impl`` says which one ran. Both give the same parameters and state up to
+      float round-off, and their state dicts are interchangeable.
     """
 
-    def __init__(self, params, rule: RuleSpec, nonfinite: str = "raise", **hyperparams: Any):
+    def __init__(self, params, rule: RuleSpec, nonfinite: str = "raise", impl: str = "auto",
+                 **hyperparams: Any):
         if nonfinite not in NONFINITE:
             raise ValueError(f"invalid nonfinite={nonfinite!r}: must be one of {NONFINITE}")
+        if impl not in IMPLS:
+            raise ValueError(f"invalid impl={impl!r}: must be one of {IMPLS}")
         rule.validate(hyperparams)
         self.rule = rule
         self.nonfinite = nonfinite
+        self.impl = impl
+        self.last_impl: Optional[str] = None
+        self._fast = None
+        self._step_calls = 0
         self.skipped_steps = 0
         self.last_info: dict[Tensor, dict] = {}
         self._chains: dict[tuple, tuple] = {}
@@ -60,6 +75,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         """torch.optim's loader, except that state a stage keeps in full precision for 16-bit
         parameters (e.g. Adai's ``beta1_prod``) stays float32 instead of being cast to bfloat16."""
         super().load_state_dict(state_dict)
+        if self._fast is not None:
+            self._fast.reset()
         keys = {k for s in self.rule.stages(self.defaults) for k in getattr(s, "FULL_PRECISION_STATE", ())}
         if not keys:
             return
@@ -112,6 +129,10 @@ class RuleOptimizer(torch.optim.Optimizer):
                 raise NonFiniteGradientError(self._nonfinite_message())
             self.skipped_steps += 1
             return loss
+        self._step_calls += 1
+        if self.impl != "reference" and self._fast_step(work):
+            return loss
+        self.last_impl = "reference"
 
         # Sweep 1: the stages up to the first reducing stage (and its reduce), for every parameter.
         self.last_info = {}
@@ -138,6 +159,23 @@ class RuleOptimizer(torch.optim.Optimizer):
                 u = stage.update(u, ctx)
             self._apply(ctx, u)
         return loss
+
+    def _fast_step(self, work: list) -> bool:
+        """Run the step on the fast path if every parameter qualifies; False to fall back."""
+        if self._fast is None:
+            from .fast import FastExecutor
+
+            self._fast = FastExecutor(self)
+        reason = self._fast.unsupported(work) if work else "no parameter has a gradient"
+        if reason is None:
+            self._fast.step(work)
+            self.last_impl = "fast"
+            return True
+        if self.impl == "fast" and work:
+            raise NotImplementedError(
+                f"{self.rule.name}: impl='fast' is not available for this step: {reason}. Use "
+                f"impl='auto' (falls back to the reference) or impl='reference'.")
+        return False
 
     def _apply(self, ctx: Context, u: Tensor) -> None:
         ctx.param.add_(u)

@@ -21,10 +21,15 @@ def pyproject_names() -> set[str]:
 
 
 def environment_names() -> set[str]:
-    names = set()
+    """Package names under ``dependencies:`` (conda entries and the nested ``pip:`` list)."""
+    names, section = set(), None
     for line in (ROOT / "environment.yml").read_text().splitlines():
+        top = re.match(r"^([a-z_]+):", line)
+        if top:
+            section = top.group(1)
+            continue
         m = re.match(r"^\s+-\s+([A-Za-z0-9_.\-]+[^#]*)$", line)
-        if m and not line.strip().endswith(":"):
+        if section == "dependencies" and m and not line.strip().endswith(":"):
             n = _name(m.group(1))
             names.add(CONDA_NAMES.get(n, n))
     return names - NOT_PACKAGES

@@ -1,0 +1,132 @@
+"""Speed of K seeds trained as ONE stacked model against a loop over K separate models.
+
+Both engines run the same training step (:func:`sandbox.training.stacked_step` /
+:func:`sandbox.training.single_step`: forward, backward, optimizer step) on the same batches, K = 16
+seeds of ``digits-bnmlp`` by default. Blocks of steps of the two engines are interleaved and
+repeated, and each engine's time per step is the median over its blocks, so both see the same
+machine load (on a shared CPU the load changes from second to second): the ratio is measured in
+one run. The goal (issue 5) is a speed-up >= 3 at K = 16 on CPU.
+
+    python -m sandbox.benchmarks.stacked_seeds [--quick] [--device cuda] [--threads 1]
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import sandbox
+
+GOAL = 3.0
+COLUMNS = ("benchmark", "problem", "rule", "K", "device", "threads", "steps_timed",
+           "stacked_ms_per_step", "loop_ms_per_step", "speedup", "goal", "meets_goal")
+
+
+@contextmanager
+def _threads(n: int | None):
+    old = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(old)
+
+
+def _timed(fn, steps: int, device: torch.device) -> float:
+    """Seconds per step of ``fn(step)`` over ``steps`` steps (device synchronised)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for t in range(steps):
+        fn(t)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / steps
+
+
+def measure(problem_name: str, rule: str, K: int, device: str, block: int, repeats: int) -> dict:
+    """Interleaved timing of the two engines for one rule; one result row."""
+    from sandbox.problems import get_problem
+    from sandbox.training import (DataOrder, StackedModels, resolve_hyperparameters, single_step,
+                                  stacked_step)
+
+    problem = get_problem(problem_name, device=device)
+    hp, _ = resolve_hyperparameters(rule, problem)
+    seeds = list(range(K))
+    dev = problem.train[0].device
+    order = DataOrder(len(problem.train[1]), problem.batch_size, seeds, dev)
+    stack = StackedModels([problem.build(s) for s in seeds])
+    s_opt = sandbox.create(rule, stack.param_groups(), nonfinite="ignore", **hp)
+    models = [problem.build(s) for s in seeds]
+    opts = [sandbox.create(rule, m.parameters(), nonfinite="ignore", **hp) for m in models]
+
+    def run_stacked(t):
+        stacked_step(stack, s_opt, problem, order.batch(t))
+
+    def run_loop(t):
+        idx = order.batch(t)
+        for k in range(K):  # the baseline: a Python loop over the K models
+            single_step(models[k], opts[k], problem, idx[k])
+
+    _timed(run_stacked, 3, dev)  # warm-up (first vmap call, allocator, state creation)
+    _timed(run_loop, 3, dev)
+    times = {"stacked": [], "loop": []}
+    for _ in range(repeats):
+        times["stacked"].append(_timed(run_stacked, block, dev))
+        times["loop"].append(_timed(run_loop, block, dev))
+    s, loop = float(np.median(times["stacked"])), float(np.median(times["loop"]))
+    return {"benchmark": "stacked_seeds", "problem": problem_name, "rule": rule, "K": K,
+            "device": str(dev), "threads": torch.get_num_threads(), "steps_timed": block * repeats,
+            "stacked_ms_per_step": 1e3 * s, "loop_ms_per_step": 1e3 * loop,
+            "speedup": loop / s, "goal": GOAL, "meets_goal": loop / s >= GOAL}
+
+
+def stacked_seeds_benchmark(quick: bool = False, device: str = "cpu", K: int = 16,
+                            rules: tuple[str, ...] | None = None, problem: str = "digits-bnmlp",
+                            threads: int | None = None, out: str | Path | None = None,
+                            progress: bool = False) -> pd.DataFrame:
+    """One row per rule (columns :data:`COLUMNS`): ms per step of K stacked seeds and of a loop
+    over K models, and their ratio. ``quick``: one rule (adamp), short blocks (a few seconds).
+    ``threads``: torch CPU threads during the benchmark (restored after). ``out``: a CSV path
+    rows are appended to as they are measured."""
+    rules = rules or (("adamp",) if quick else ("sgd", "adamp", "adai"))
+    block, repeats = (5, 3) if quick else (10, 7)
+    rows = []
+    with _threads(threads):
+        it = rules
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(rules, desc=f"stacked seeds K={K}", unit="rule")
+        for rule in it:
+            row = measure(problem, rule, K, device, block, repeats)
+            rows.append(row)
+            if out is not None:
+                path = Path(out)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sandbox.benchmarks.stacked_seeds", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("-K", type=int, default=16)
+    p.add_argument("--out", default="results/bench/stacked_seeds.csv")
+    a = p.parse_args(argv)
+    df = stacked_seeds_benchmark(a.quick, a.device, a.K, threads=a.threads, out=a.out, progress=True)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""Fair comparisons of rules on a problem: the DeepOBS-style protocol, resumable on disk.
+
+>>> from sandbox.compare import CompareConfig, compare
+>>> summary = compare(CompareConfig(problem="digits-bnmlp", optimizers=("sgdp", "adamp"),
+...                                 seeds=3, mode="defaults"), out="results/compare/demo")  # doctest: +SKIP
+
+The same from a shell: ``python -m sandbox compare --problem digits-bnmlp --defaults``.
+The CLI runs torch with one CPU thread by default; from Python, ``torch.set_num_threads(1)``
+does the same (these nets' ops are too small for intra-op threads, which stall on a busy CPU).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .config import (DEFAULT_LR_GRID, DEFAULT_OPTIMIZERS, CompareConfig, parse_hp, parse_lr_grid,
+                     validate)
+from .effective_step import effective_step_table
+from .figures import make_figures
+from .protocol import Plan, build_problem, open_comparison, run_compare, select_best
+from .store import ConfigMismatch, ResultStore, RunKey
+from .summary import format_summary, run_table, summary_table, t_interval, tuning_table
+
+
+def compare(cfg: CompareConfig, out: str | Path, progress: bool = True, figures: bool = True,
+            log=None, opened=None) -> pd.DataFrame:
+    """Run or resume ``cfg`` into ``out``; write ``runs.csv``, ``summary.csv``, ``tuning.csv``
+    (tune mode) and the figures; return the summary (one row per rule, in ``cfg.optimizers``'
+    order). ``opened``: :func:`open_comparison`'s result, if the caller checked the input first."""
+    opened = opened or open_comparison(cfg, out)
+    plan = run_compare(cfg, out, progress=progress, log=log, opened=opened)
+    out, store = Path(out), opened[1]
+    target = plan.target
+    keys = [k for rule in cfg.optimizers for k in plan.final.get(rule, [])]
+    runs = run_table(store, keys, target)
+    runs.to_csv(out / "runs.csv", index=False)
+    summary = summary_table(runs, target) if len(runs) else pd.DataFrame()
+    for rule in cfg.optimizers:  # rules whose whole grid diverged still get a row
+        if rule not in set(summary.get("rule", [])):
+            row = pd.DataFrame([{"rule": rule, "phase": "tune", "seeds": 0, "diverged": 0,
+                                 "target_acc": target, "reached_target": "0/0",
+                                 "note": "every lr of the grid diverged"}])
+            summary = pd.concat([summary, row], ignore_index=True)
+    order = {r: i for i, r in enumerate(cfg.optimizers)}
+    summary = summary.sort_values("rule", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    summary.to_csv(out / "summary.csv", index=False)
+    if plan.tune:
+        tuning_table(store, plan).to_csv(out / "tuning.csv", index=False)
+    if figures:
+        make_figures(out)
+    return summary
+
+
+__all__ = ["compare", "CompareConfig", "validate", "parse_lr_grid", "parse_hp", "run_compare",
+           "select_best", "open_comparison", "Plan", "ResultStore", "RunKey", "ConfigMismatch", "make_figures",
+           "effective_step_table", "run_table", "summary_table", "tuning_table", "format_summary",
+           "t_interval", "DEFAULT_LR_GRID", "DEFAULT_OPTIMIZERS", "build_problem"]

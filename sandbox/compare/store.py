@@ -1,0 +1,127 @@
+"""The results folder of a comparison: a manifest, one curve file per run, resumable.
+
+Layout of ``out/``::
+
+    manifest.json            the configuration (CompareConfig.identity()) and the problem's summary
+    runs/<run_id>.csv        that run's curve, one row per evaluation, appended as produced
+    runs/<run_id>.json       written when the run ends: status ('finished' or 'diverged'), the
+                             hyperparameters with their provenance, the engine, the wall time
+    probes/<run_id>.csv      per-layer probes of a final run (when recorded)
+    summary.csv, tuning.csv, figures/*.png    derived from the above
+
+A run is done exactly when its ``.json`` exists; a rerun of the same command skips done runs and
+restarts unfinished ones from scratch (their partial curves are deleted first), so a crash loses
+only the runs in flight. (A resumed group may train its remaining seeds on the other engine —
+loop instead of stacked —, which agrees to round-off: float64 runs reproduce to ~1e-12, float32
+runs to float32 round-off amplified by training.) A folder whose manifest holds a different configuration is refused
+(:class:`ConfigMismatch`): results of two configurations are never mixed.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from .config import CompareConfig
+
+
+class ConfigMismatch(ValueError):
+    """The output folder holds results of another configuration."""
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """One training run: ``phase`` ('tune', 'final' or 'defaults'), rule, learning rate, seed."""
+
+    phase: str
+    rule: str
+    lr: float
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.phase}-{self.rule}-lr{self.lr:.6g}-seed{self.seed}"
+
+
+class ResultStore:
+    """Reads and writes one comparison's folder (see the module docstring)."""
+
+    def __init__(self, out: str | Path, cfg: CompareConfig, problem_summary: dict | None = None):
+        self.out, self.cfg = Path(out), cfg
+        self.runs, self.probes = self.out / "runs", self.out / "probes"
+        self._claim(problem_summary or {})
+
+    def _claim(self, problem_summary: dict) -> None:
+        manifest = self.out / "manifest.json"
+        want = json.loads(json.dumps(_jsonable(self.cfg.identity())))
+        if manifest.exists():
+            have = json.loads(manifest.read_text()).get("config", {})
+            diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
+            if diff:
+                shown = "; ".join(f"{k}: {have.get(k)!r} there vs {want.get(k)!r} now" for k in diff[:3])
+                raise ConfigMismatch(f"{self.out} holds results of a different configuration "
+                                     f"({shown}); pass another --out, or delete that folder")
+        elif self.out.exists() and any(self.out.iterdir()):
+            raise ConfigMismatch(f"{self.out} is not empty and holds no manifest.json: it is not a "
+                                 "comparison folder; pass another --out")
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+            body = {"config": want, "problem": _jsonable(problem_summary)}
+            tmp = manifest.with_suffix(".tmp")
+            tmp.write_text(json.dumps(body, indent=2))
+            tmp.replace(manifest)
+        self.runs.mkdir(exist_ok=True)
+        self.probes.mkdir(exist_ok=True)
+
+    # --- runs ------------------------------------------------------------------------------
+    def is_done(self, key: RunKey) -> bool:
+        return (self.runs / f"{key.run_id}.json").exists()
+
+    def pending(self, keys: Iterable[RunKey]) -> list[RunKey]:
+        """The runs without a completion record; their partial files are removed."""
+        todo = [k for k in keys if not self.is_done(k)]
+        for k in todo:
+            (self.runs / f"{k.run_id}.csv").unlink(missing_ok=True)
+            (self.probes / f"{k.run_id}.csv").unlink(missing_ok=True)
+        return todo
+
+    def append_rows(self, key: RunKey, rows: pd.DataFrame) -> None:
+        path = self.runs / f"{key.run_id}.csv"
+        rows = rows.assign(phase=key.phase, rule=key.rule, lr=key.lr)
+        rows.to_csv(path, mode="a", header=not path.exists(), index=False)
+
+    def finish(self, key: RunKey, record: dict[str, Any]) -> None:
+        path = self.runs / f"{key.run_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(_jsonable({"run_id": key.run_id, "phase": key.phase,
+                                             "rule": key.rule, "lr": key.lr, "seed": key.seed,
+                                             **record}), indent=2))
+        tmp.replace(path)
+
+    def record(self, key: RunKey) -> dict:
+        return json.loads((self.runs / f"{key.run_id}.json").read_text())
+
+    def curves(self, keys: Iterable[RunKey]) -> pd.DataFrame:
+        """The curves of the given (finished) runs, concatenated."""
+        frames = [pd.read_csv(self.runs / f"{k.run_id}.csv") for k in keys
+                  if (self.runs / f"{k.run_id}.csv").exists()]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def probe_path(self, key: RunKey) -> Path:
+        return self.probes / f"{key.run_id}.csv"
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return repr(x)

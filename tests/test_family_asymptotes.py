@@ -14,11 +14,12 @@ from sandbox.experiments import rootfree as rf
 from sandbox.experiments.effective_step import (fit_inverse_square, fit_power_law,
                                                 growth_linearity, run_noise_toy, series)
 from sandbox.experiments.run_cache import cached
-from sandbox.experiments.traits import rule_traits
+from sandbox.traits import rule_traits
 from sandbox.verify.base import ROW_COLUMNS, VerifyConfig
 from sandbox.verify.families import asymptotes as fam
 from theory.effective_step_extra import (adai_momentum_factor, angular_step_mean_field,
                                          rootfree_stationary)
+from theory_rule_table import traits_for
 
 SMALL = {"replicas": 32, "steps": 800, "geo_steps": 500, "cross_steps": 1000, "beta2": 0.9,
          "rf_rc": 2.0}
@@ -95,7 +96,7 @@ def test_rule_traits_read_from_the_chain_match_theory_table():
             if "momentum" in hp and "momentum" not in sandbox.info(name).defaults:
                 continue
             a = dataclasses.replace(rule_traits(name, **hp), name="")
-            b = dataclasses.replace(theory.traits_for(name, **hp), name="")
+            b = dataclasses.replace(traits_for(name, **hp), name="")
             if a.momentum_kind == "none":  # project_buffer is irrelevant without momentum
                 a, b = dataclasses.replace(a, project_buffer=False), dataclasses.replace(b, project_buffer=False)
             assert a == b, name

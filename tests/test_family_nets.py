@@ -51,7 +51,7 @@ def test_detection_scores_and_window_rms():
 
 def test_rate_start_time_is_the_first_time_inside_the_regime():
     from theory.homogeneity import angular_step_asymptote
-    from theory.rules import traits_for
+    from theory_rule_table import traits_for
 
     for rule, hp in (("sgd", dict(momentum=0.9)), ("adamw", {})):
         tr = traits_for(rule, **hp)
@@ -109,7 +109,7 @@ def test_equivariant_rescale_maps_trajectories_exactly(rule, hp, power):
 def test_sgd_equilibrium_per_layer_within_tolerance():
     """The cheapest real-net check (τ = 50 steps): SGD with momentum and L2 on digits-bnmlp."""
     from theory.equilibrium import equilibrium_angular_step, time_to_equilibrium
-    from theory.rules import traits_for
+    from theory_rule_table import traits_for
 
     from sandbox.problems import get_problem
 

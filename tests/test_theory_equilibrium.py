@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from theory import (RuleTraits, equilibrium_angular_step, equilibrium_norm,
-                    equilibrium_prediction, time_to_equilibrium, toy_update_size_sq,
-                    traits_for)
+                    equilibrium_prediction, time_to_equilibrium, toy_update_size_sq)
+from theory_rule_table import traits_for
 
 D = 64
 

@@ -4,7 +4,8 @@ import pytest
 
 from theory import (effective_temperature, exact_mfpt_1d, kramers_escape_steps, kramers_escape_time,
                     noisy_quadratic_stationary_variance, predicted_log_escape_time,
-                    predicted_sharpness_law, quartic_double_well, traits_for)
+                    predicted_sharpness_law, quartic_double_well)
+from theory_rule_table import traits_for
 
 
 @pytest.mark.parametrize("family,law,expo", [("sgd", "1/k", -1.0), ("heavy_ball", "1/k", -1.0),

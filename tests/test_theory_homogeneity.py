@@ -4,7 +4,8 @@ import pytest
 
 from theory import (RuleTraits, angular_step_asymptote, angular_step_curve, momentum_factor,
                     momentum_filter_sums, norm_growth_exponent, rootfree_angular_step,
-                    rootfree_crossover_radius, rootfree_norm, toy_update_size, traits_for)
+                    rootfree_crossover_radius, rootfree_norm, toy_update_size)
+from theory_rule_table import traits_for
 
 
 def _tang(w, x):

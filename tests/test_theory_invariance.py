@@ -4,7 +4,8 @@ import pytest
 
 from theory import (RuleTraits, loss_scale_update_factor, noisy_quadratic_newton_step,
                     noisy_quadratic_stationary_variance, rootfree_init_mismatch,
-                    rootfree_reparam_map, traits_for)
+                    rootfree_reparam_map)
+from theory_rule_table import traits_for
 
 rng0 = np.random.default_rng(0)
 A_MAT = rng0.standard_normal((12, 6))

@@ -19,7 +19,6 @@ from .identities import (exp_lr_alpha, exp_lr_schedule, exp_lr_state_map, gd_nor
 from .invariance import (loss_scale_update_factor, noisy_quadratic_newton_step,
                          rootfree_init_mismatch, rootfree_reparam_map)
 from .noisy_quadratic import noisy_quadratic_grad_sq, noisy_quadratic_stationary_variance
-from .rules import available_rules, traits_for
 from .toy import (toy_grad_norm_sq_unit, toy_raw_update_size_sq, toy_update_size,
                   toy_update_size_sq)
 

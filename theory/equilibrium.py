@@ -119,7 +119,7 @@ def equilibrium_prediction(eta, lam, traits: RuleTraits, wd_ratio=0.1, A=None, d
     """
     k = float(traits.homogeneity)
     m = momentum_factor(traits)
-    if traits.adaptive_inertia or traits.name.lower().startswith("adai"):
+    if traits.adaptive_inertia:
         b1 = traits.beta
         iso = np.sqrt(2 * eta * lam * (1 - b1) / (1 + b1))
         return Equilibrium(np.nan, np.nan, np.nan, np.nan, "open",

@@ -42,14 +42,14 @@ def predicted_curve(rule: str, hp: dict, layer_probes: pd.DataFrame) -> tuple[np
     (all seeds); NaN where theory has no prediction. ``hp``: {name: [value, provenance]}."""
     steps = np.sort(layer_probes["step"].unique()).astype(float)
     nan = np.full(len(steps), np.nan)
-    try:
-        import theory
-    except ImportError:
-        return steps, nan, "theory not available"
+    import theory
+
+    from sandbox.traits import rule_traits
+
     values = {k: (tuple(v[0]) if isinstance(v[0], list) else v[0]) for k, v in hp.items()}
     try:
-        traits = theory.traits_for(rule, **values)
-    except KeyError:
+        traits = rule_traits(rule, **values)
+    except ValueError:  # not a registered rule
         return steps, nan, "no traits for this rule"
     eta, lam = float(values["lr"]), float(values.get("weight_decay", 0.0))
     lam_eff = theory.effective_decay(lam, traits, float(values.get("wd_ratio", 0.1)))
@@ -74,7 +74,7 @@ def equilibrium(rule: str, hp: dict) -> tuple[float, float]:
 
         values = {k: (tuple(v[0]) if isinstance(v[0], list) else v[0]) for k, v in hp.items()}
         e = theory.equilibrium_prediction(float(values["lr"]), float(values.get("weight_decay", 0.0)),
-                                          theory.traits_for(rule, **values),
+                                          rule_traits(rule, **values),
                                           float(values.get("wd_ratio", 0.1)))
         return float(e.angular_step), float(e.time_constant)
     except (ImportError, KeyError):

@@ -1,7 +1,7 @@
 """Reusable, notebook-friendly experiments on the toy problems (tidy pandas tables out).
 
-- :mod:`sandbox.experiments.traits`: a registered rule's theory traits, read off its stage chain
-  (``rule_traits(name, **hp)``);
+(A rule's theory traits come from :func:`sandbox.traits.rule_traits`, read off its stage chain.)
+
 - :mod:`sandbox.experiments.effective_step`: the noise-driven toy through a real optimizer
   (``run_noise_toy(rule, steps, replicas, d, **hp) -> DataFrame``), and the fits of §2
   (Δ^{-2} slope, log-log exponent, measured momentum factor);

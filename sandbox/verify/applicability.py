@@ -4,8 +4,7 @@ metadata, so that a newly registered rule is checked without new code wherever a
 A claim states its scope as a predicate on :class:`~sandbox.registry.RuleSpec` traits
 (``homogeneity``, ``momentum_kind``, ``decay``, ``projected``) and :func:`rules_where` lists the
 registered rules that satisfy it. :func:`theory_traits` turns a rule and its hyperparameters
-into ``theory.RuleTraits`` (the theory's generic input) from the same metadata plus the rule's
-stage chain (e.g. SGDP's decay factor 1/(1 − momentum) is read off its decay stage).
+into ``theory.RuleTraits`` (the theory's generic input) through :func:`sandbox.traits.rule_traits`.
 """
 from __future__ import annotations
 
@@ -14,13 +13,6 @@ from typing import Any, Callable, Mapping
 import sandbox
 from sandbox.hyper import REQUIRED
 from sandbox.registry import RuleSpec
-from sandbox.stages import add_decayed_weights
-
-# Stages that rescale the direction per element (a coupled L2 term placed before one of them is
-# "preconditioned"; see theory.RuleTraits.l2_preconditioned).
-PRECONDITIONERS = ("scale_by_adam", "adaptive_inertia", "scale_by_rootfree_adam",
-                   "precondition_rootfree")
-
 
 def rules_where(predicate: Callable[[RuleSpec], bool]) -> list[str]:
     """Registered rule names (registry order) whose spec satisfies ``predicate``."""
@@ -74,42 +66,9 @@ def claim_hyperparameters(spec: RuleSpec, lr: float, batch_size: int = 1,
     return hp
 
 
-def decay_stage_scales_by_momentum(spec: RuleSpec, hp: Mapping[str, Any]) -> bool:
-    """True when the rule's decoupled decay is divided by (1 − momentum) (official SGDP)."""
-    return any(isinstance(s, add_decayed_weights) and s.sgdp_scaling for s in spec.stages(hp))
-
-
-def l2_preconditioned(spec: RuleSpec, hp: Mapping[str, Any]) -> bool:
-    """For coupled decay: does the L2 term enter before a per-element preconditioner?"""
-    names = [s.name for s in spec.stages(hp)]
-    if "add_decayed_weights" not in names:
-        return True
-    i = names.index("add_decayed_weights")
-    return any(n in PRECONDITIONERS for n in names[i + 1:])
-
-
 def theory_traits(name: str, hp: Mapping[str, Any] | None = None, projection_active: bool = True):
-    """``theory.RuleTraits`` of a registered rule at ``hp``, from registry metadata.
+    """``theory.RuleTraits`` of a registered rule at ``hp`` (see :func:`sandbox.traits.rule_traits`,
+    the single source, which reads them off the rule's stage chain)."""
+    from sandbox.traits import rule_traits
 
-    ``projection_active=False`` describes a projected rule on a problem where the projection
-    cannot act (vector weights, non-invariant losses): it then runs as its base rule.
-    Adai ('adaptive') is given the EMA traits with β = 1 − β0 (the isotropic heuristic; its
-    predictions are open).
-    """
-    from theory import RuleTraits
-
-    spec = sandbox.info(name)
-    hp = dict(hp or {})
-    full = {**spec.defaults, **hp}
-    beta = momentum_of(spec, hp)
-    kind = "ema" if spec.momentum_kind == "adaptive" else spec.momentum_kind
-    if beta == 0.0:
-        kind = "none"
-    projected = bool(full.get("project", False)) and projection_active
-    nesterov = bool(full.get("nesterov", False))
-    scale = 1.0 / (1.0 - beta) if decay_stage_scales_by_momentum(spec, full) else 1.0
-    return RuleTraits(
-        homogeneity=float(spec.homogeneity), momentum=beta, momentum_kind=kind,
-        projected=projected, decay=spec.decay, dampening=float(full.get("dampening", 0.0)),
-        nesterov=nesterov, decay_scale=scale, l2_preconditioned=l2_preconditioned(spec, full),
-        project_buffer=bool(full.get("project_momentum", False)) and not nesterov, name=name)
+    return rule_traits(name, projection_active=projection_active, **dict(hp or {}))

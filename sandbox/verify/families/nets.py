@@ -141,7 +141,7 @@ def _progress(cfg, items, desc):
 
 def equilibrium_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict], list[pd.DataFrame]]:
     from theory.equilibrium import equilibrium_angular_step, time_to_equilibrium
-    from theory.rules import traits_for
+    from sandbox.traits import rule_traits
 
     from ...probes.analysis import rms
     from ...probes.runs import probed_run
@@ -150,7 +150,7 @@ def equilibrium_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict]
     jobs = [(r, s) for r in EQUILIBRIUM for s in plan["seeds"]]
     for rule, seed in _progress(cfg, jobs, "nets: equilibria"):
         hp = EQUILIBRIUM[rule]
-        traits, lam = traits_for(rule, **hp), hp["weight_decay"]
+        traits, lam = rule_traits(rule, **hp), hp["weight_decay"]
         pred = float(equilibrium_angular_step(hp["lr"], lam, traits, hp.get("wd_ratio", 0.1)))
         tau = float(time_to_equilibrium(hp["lr"], lam, traits, hp.get("wd_ratio", 0.1)))
         start = BURN_IN + int(round(plan["warm"] * tau))
@@ -197,7 +197,7 @@ def start_time(traits) -> int:
 
 def rate_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict], list[pd.DataFrame]]:
     from theory.homogeneity import angular_step_asymptote, norm_growth_exponent
-    from theory.rules import traits_for
+    from sandbox.traits import rule_traits
 
     from ...probes.analysis import log_binned, loglog_slope
     from ...probes.runs import probed_run
@@ -206,7 +206,7 @@ def rate_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict], list[
     jobs = [(r, s) for r in plan["rate_rules"] for s in plan["seeds"][:2]]
     for rule, seed in _progress(cfg, jobs, "nets: rates"):
         hp = RATE[rule]
-        traits = traits_for(rule, **hp)
+        traits = rule_traits(rule, **hp)
         k = float(traits.homogeneity)
         predicted = -(k + 1.0) * float(norm_growth_exponent(traits))
         T0 = start_time(traits)

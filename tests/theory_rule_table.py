@@ -1,4 +1,8 @@
-"""Traits of the sandbox's named rules (docs/API_CONTRACT.md), for the generic predictions.
+"""A hand-written table of the theory traits of the sandbox's named rules (a test fixture).
+
+The package derives traits from the registry (``sandbox.traits.rule_traits`` reads each rule's
+stage chain); this independent table written from the papers lets the pure-numpy theory tests
+name rules, and ``tests/test_family_asymptotes.py`` checks the two agree for every rule.
 
 ``traits_for(name, **hyperparams)`` mirrors ``sandbox.create(name, ...)`` defaults; it only
 reads the hyperparameters that change the traits (betas/momentum, dampening, nesterov,
@@ -7,7 +11,7 @@ weight_decay, wd_ratio) are passed to the prediction functions instead.
 """
 from __future__ import annotations
 
-from .homogeneity import RuleTraits
+from theory.homogeneity import RuleTraits
 
 _BASES = ("sgd", "adam", "adamw", "sgdp", "adamp", "adai", "adaiw", "rfadamw", "rfrmsprop")
 

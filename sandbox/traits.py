@@ -18,19 +18,23 @@ new theory code wherever the theory covers its traits:
 """
 from __future__ import annotations
 
-import sandbox
 from theory import RuleTraits
 
 _FILTERS = ("heavy_ball", "scale_by_adam", "scale_by_rootfree_adam", "adaptive_inertia")
 _PRECONDITIONERS = ("scale_by_adam", "scale_by_rootfree_adam", "precondition_rootfree")
 
 
-def rule_traits(name: str, **hp) -> RuleTraits:
+def rule_traits(name: str, projection_active: bool = True, **hp) -> RuleTraits:
     """:class:`theory.RuleTraits` of the registered rule ``name`` at hyperparameters ``hp``.
+
+    ``projection_active=False`` describes a projected rule where the projection cannot act
+    (vector weights, a loss that is not scale-invariant): it then runs as its base rule.
 
     >>> rule_traits("sgdp", lr=0.1, momentum=0.9).decay_scale   # 1/(1 - 0.9)
     10.000000000000002
     """
+    import sandbox
+
     spec = sandbox.info(name)
     full = {**spec.defaults, **hp}
     stages = spec.stages(full)
@@ -46,7 +50,7 @@ def rule_traits(name: str, **hp) -> RuleTraits:
             kind, beta, adaptive = "ema", 1.0 - float(full["betas"][0]), True
     if beta == 0.0:
         kind = "none"
-    projected = "radial_projection" in names
+    projected = "radial_projection" in names and projection_active
     project_buffer = False
     if projected and kind == "heavy_ball" and not nesterov:
         i = names.index("radial_projection")

@@ -59,7 +59,7 @@ from sandbox.experiments.effective_step import (asymptote_lr, fit_inverse_square
                                                 measured_momentum_factor, preconditioner_probe,
                                                 run_noise_toy, series, step_squares)
 from sandbox.experiments.run_cache import cached, stable_seed
-from sandbox.experiments.traits import rule_traits
+from sandbox.traits import rule_traits
 from sandbox.verify import figures
 from sandbox.verify.applicability import claim_hyperparameters, momentum_hyper
 from sandbox.verify.base import VerifyConfig

@@ -1,7 +1,7 @@
 """Predictions for momentum optimizers on scale-invariant weights (pure numpy/scipy).
 
 One function per claim of spec/theory.md; theory.catalogue.CLAIMS lists them with status
-and citation. Modules: identities (sec. 1), homogeneity + rules + toy (sec. 2), equilibrium
+and citation. Modules: identities (sec. 1), homogeneity + toy (sec. 2), equilibrium
 (sec. 3), detection (sec. 4), escape (sec. 5), invariance + noisy_quadratic (sec. 6).
 """
 from .detection import detection_threshold, random_abs_cosine, rounding_abs_cosine
@@ -18,10 +18,11 @@ from .identities import (exp_lr_alpha, exp_lr_schedule, exp_lr_state_map, gd_nor
                          heavy_ball_norm_sq, projected_norm_sq, update_scaling)
 from .invariance import (loss_scale_update_factor, noisy_quadratic_newton_step,
                          rootfree_init_mismatch, rootfree_reparam_map)
+from .lowprecision_extra import bf16_ema_trace, bf16_step_retention, ema_can_decrease, round_bf16
 from .noisy_quadratic import noisy_quadratic_grad_sq, noisy_quadratic_stationary_variance
 from .toy import (toy_grad_norm_sq_unit, toy_raw_update_size_sq, toy_update_size,
                   toy_update_size_sq)
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "detection", "equilibrium", "escape", "homogeneity", "identities", "invariance",
-    "noisy_quadratic", "rules", "toy")]
+    "noisy_quadratic", "toy", "lowprecision_extra")]

@@ -26,6 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import theory
+from sandbox.traits import rule_traits
+
 
 def load_probes(out: Path, recs: pd.DataFrame, rule: str) -> pd.DataFrame:
     """The probe records of the scale-invariant layers of a rule's reported runs."""
@@ -42,10 +45,6 @@ def predicted_curve(rule: str, hp: dict, layer_probes: pd.DataFrame) -> tuple[np
     (all seeds); NaN where theory has no prediction. ``hp``: {name: [value, provenance]}."""
     steps = np.sort(layer_probes["step"].unique()).astype(float)
     nan = np.full(len(steps), np.nan)
-    import theory
-
-    from sandbox.traits import rule_traits
-
     values = {k: (tuple(v[0]) if isinstance(v[0], list) else v[0]) for k, v in hp.items()}
     try:
         traits = rule_traits(rule, **values)
@@ -70,14 +69,12 @@ def predicted_curve(rule: str, hp: dict, layer_probes: pd.DataFrame) -> tuple[np
 def equilibrium(rule: str, hp: dict) -> tuple[float, float]:
     """(Δ*, relaxation time in steps) of theory.equilibrium_prediction; NaN where none exists."""
     try:
-        import theory
-
         values = {k: (tuple(v[0]) if isinstance(v[0], list) else v[0]) for k, v in hp.items()}
         e = theory.equilibrium_prediction(float(values["lr"]), float(values.get("weight_decay", 0.0)),
                                           rule_traits(rule, **values),
                                           float(values.get("wd_ratio", 0.1)))
         return float(e.angular_step), float(e.time_constant)
-    except (ImportError, KeyError):
+    except (KeyError, ValueError):
         return float("nan"), float("nan")
 
 

@@ -14,16 +14,14 @@ import json
 import math
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from .effective_step import effective_step_table, load_probes, predicted_curve  # noqa: E402
-from .summary import t_interval  # noqa: E402
+from .effective_step import effective_step_table, load_probes, predicted_curve
+from .summary import t_interval
+from ..plotting import styled
 
 
 def _t_band(values) -> tuple[float, float]:
@@ -41,6 +39,7 @@ def _rule_order(out: Path) -> list[str]:
     return json.loads(manifest.read_text())["config"]["optimizers"] if manifest.exists() else None
 
 
+@styled()
 def make_figures(out: str | Path) -> list[Path]:
     """Draw every figure the folder has data for; return the paths written."""
     out = Path(out)
@@ -49,7 +48,6 @@ def make_figures(out: str | Path) -> list[Path]:
     recs = _records(out)
     if recs.empty:
         return []
-    sns.set_theme(style="whitegrid", context="notebook")
     paths = [_curves(out, recs, fig_dir)]
     if (recs["phase"] == "tune").any() and (out / "tuning.csv").exists():
         paths.append(_lr_sensitivity(out, fig_dir))

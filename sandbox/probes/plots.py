@@ -14,15 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..plotting import styled
+
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context="notebook")
     return plt, sns
 
 
@@ -32,6 +30,7 @@ def _binned(df: pd.DataFrame, by: list[str], x: str, width: int) -> pd.DataFrame
             .reset_index().rename(columns={"bin": x}))
 
 
+@styled()
 def plot_equilibrium(probes: pd.DataFrame, path: Path, tolerance: float = 0.15) -> Path:
     plt, sns = _plt()
     d = probes[probes.scale_invariant.astype(bool)]
@@ -57,6 +56,7 @@ def plot_equilibrium(probes: pd.DataFrame, path: Path, tolerance: float = 0.15) 
     return path
 
 
+@styled()
 def plot_rate(probes: pd.DataFrame, path: Path) -> Path:
     """``probes`` needs the theory time ``t`` and the prediction ``predicted`` per row."""
     plt, sns = _plt()
@@ -82,6 +82,7 @@ def plot_rate(probes: pd.DataFrame, path: Path) -> Path:
     return path
 
 
+@styled()
 def plot_detection(probes: pd.DataFrame, path: Path) -> Path:
     plt, sns = _plt()
     margin = np.minimum(probes.cos_channel / probes.thr_channel, probes.cos_layer / probes.thr_layer)

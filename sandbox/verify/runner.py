@@ -31,6 +31,7 @@ from types import ModuleType
 import pandas as pd
 
 from sandbox.cli.main import UsageError  # bad input: one line, exit status 2
+from sandbox.plotting import styled
 
 from .base import FAMILIES, ROW_COLUMNS, VerifyConfig
 from .report import format_table, write_report
@@ -184,7 +185,8 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
         if part.empty or not hasattr(mod, "plot"):
             continue
         try:
-            figures[name] = [Path(p) for p in (mod.plot(part.reset_index(drop=True), cfg) or [])]
+            plot = styled()(mod.plot)  # one style for every family's figures, scoped to the call
+            figures[name] = [Path(p) for p in (plot(part.reset_index(drop=True), cfg) or [])]
         except Exception as e:  # a figure must not lose the results: report it instead
             problems[name] = f"{type(e).__name__}: {e}"
     titles = {n: getattr(m, "TITLE", n) for n, m in fams.items()}

@@ -52,26 +52,34 @@ class Recorder:
         return step in self.schedule
 
     def record(self, step: int, w_before: Tensor, w_after: Tensor) -> None:
-        geo = {k: v.detach().reshape(-1).double().cpu() for k, v in
-               step_geometry(w_before.reshape(-1, w_before.shape[-1]),
-                             w_after.reshape(-1, w_after.shape[-1])).items()}
+        geo = step_geometry(w_before.reshape(-1, w_before.shape[-1]),
+                            w_after.reshape(-1, w_after.shape[-1]))
+        # one host transfer per record: the quantities stacked as (4, replicas)
+        stacked = torch.stack([v.detach().reshape(-1) for v in geo.values()]).double().cpu()
         if self.per_replica:
-            n = geo["norm"].numel()
+            n = stacked.shape[1]
             self._rows.append(pd.DataFrame({"step": step, "replica": np.arange(n),
-                                            **{k: v.numpy() for k, v in geo.items()}}))
+                                            **dict(zip(geo, stacked.numpy()))}))
             return
-        for q, v in geo.items():
-            qs = torch.quantile(v, torch.tensor([0.05, 0.95], dtype=v.dtype)) if v.numel() > 1 \
-                else v.repeat(2)
-            self._rows.append(pd.DataFrame([{
-                "step": step, "quantity": q, "mean": float(v.mean()),
-                "std": float(v.std()) if v.numel() > 1 else 0.0,
-                "q05": float(qs[0]), "q95": float(qs[1]), "n": v.numel()}]))
+        n = stacked.shape[1]
+        if n > 1:
+            qs = torch.quantile(stacked, torch.tensor([0.05, 0.95], dtype=stacked.dtype), dim=1)
+            std = stacked.std(dim=1)
+        else:
+            qs, std = stacked.T.repeat(2, 1), torch.zeros(len(geo), dtype=stacked.dtype)
+        mean = stacked.mean(dim=1)
+        for i, q in enumerate(geo):
+            self._rows.append({"step": step, "quantity": q, "mean": float(mean[i]),
+                               "std": float(std[i]), "q05": float(qs[0, i]),
+                               "q95": float(qs[1, i]), "n": n})
 
     def frame(self) -> pd.DataFrame:
         if not self._rows:
             return pd.DataFrame()
-        df = pd.concat(self._rows, ignore_index=True)
+        if self.per_replica:
+            df = pd.concat(self._rows, ignore_index=True)
+        else:
+            df = pd.DataFrame.from_records(self._rows)
         for k, v in self.labels.items():
             df[k] = v
         return df

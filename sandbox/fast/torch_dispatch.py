@@ -1,0 +1,78 @@
+"""Chains that ARE torch.optim's SGD / Adam / AdamW run on torch's own fused or foreach kernels.
+
+A chain is dispatched only when its stages are exactly those of the torch rule (checked on the
+stage objects, not on the rule's name), with the same hyperparameters and the same state keys
+(``momentum_buffer``; ``step``, ``exp_avg``, ``exp_avg_sq``), so state dicts stay
+interchangeable with the reference path and with torch.optim:
+
+- ``add_decayed_weights → heavy_ball('momentum_buffer', first='input') → scale_by_lr``:
+  torch.optim.SGD (coupled L2, dampening, Nesterov);
+- ``add_decayed_weights → scale_by_adam → scale_by_lr``: torch.optim.Adam (coupled L2);
+- ``scale_by_adam → add_decayed_weights → scale_by_lr`` without AdamP's Nesterov form:
+  torch.optim.AdamW.
+
+On the CPU the fused kernels are used (one pass over p, g and the state). On CUDA torch's foreach
+kernels are used: its fused CUDA Adam needs the step counters on the device, while the sandbox
+keeps them on the host as the reference does (so no device→host synchronisation either way).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.optim.adam as _torch_adam
+import torch.optim.sgd as _torch_sgd
+from torch import Tensor
+
+from ..stages import add_decayed_weights, heavy_ball, scale_by_adam, scale_by_lr
+
+
+def torch_kind(stages: tuple, hp) -> Optional[str]:
+    """'sgd', 'adam', 'adamw' when the chain is exactly that torch rule, else None."""
+    kinds = tuple(type(s) for s in stages)
+    if kinds == (add_decayed_weights, heavy_ball, scale_by_lr):
+        hb = stages[1]
+        if not stages[0].sgdp_scaling and hb.key == "momentum_buffer" and hb.first == "input":
+            return "sgd"
+    if kinds == (add_decayed_weights, scale_by_adam, scale_by_lr) and not stages[0].sgdp_scaling:
+        if not hp.get("nesterov", False):
+            return "adam"
+    if kinds == (scale_by_adam, add_decayed_weights, scale_by_lr) and not stages[1].sgdp_scaling:
+        if not hp.get("nesterov", False):
+            return "adamw"
+    return None
+
+
+def torch_step(kind: str, params: list[Tensor], states: list[dict], hp) -> None:
+    """One step of torch.optim's functional rule on ``params`` (all with gradients)."""
+    grads = [p.grad for p in params]
+    fused = params[0].device.type == "cpu"
+    if kind == "sgd":
+        # torch 2.13's fused CPU SGD silently leaves 16-bit parameters unchanged (measured: a
+        # bfloat16/float16 step is a no-op); its foreach kernel is correct there.
+        fused = fused and params[0].dtype in (torch.float32, torch.float64)
+        # torch decides "first step" (b_1 = g) for the whole list: new and old buffers apart
+        fresh = [i for i, s in enumerate(states) if "momentum_buffer" not in s]
+        for idx in (fresh, [i for i in range(len(states)) if i not in set(fresh)]):
+            if not idx:
+                continue
+            bufs = [states[i].get("momentum_buffer") for i in idx]
+            _torch_sgd.sgd(
+                [params[i] for i in idx], [grads[i] for i in idx], bufs, foreach=not fused,
+                fused=fused, weight_decay=hp["weight_decay"], momentum=hp["momentum"],
+                lr=hp["lr"], dampening=hp["dampening"], nesterov=hp["nesterov"], maximize=False)
+            if hp["momentum"] != 0:
+                for i, b in zip(idx, bufs):
+                    states[i]["momentum_buffer"] = b
+        return
+    for p, s in zip(params, states):
+        if "step" not in s:
+            s["step"] = torch.tensor(0.0, dtype=torch.float32)
+            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    beta1, beta2 = hp["betas"]
+    fn = _torch_adam.adam
+    fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+       [s["step"] for s in states], foreach=not fused, fused=fused,
+       decoupled_weight_decay=(kind == "adamw"), amsgrad=False, beta1=beta1, beta2=beta2,
+       lr=hp["lr"], weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False)

@@ -206,6 +206,33 @@ def test_default_path_equals_reference_and_moves_weights_in_every_dtype(name, dt
         assert not torch.equal(b, w.to(dtype)), f"{name} {dtype}: the step did not move the weights"
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_gradients_laid_out_unlike_their_parameter(name):
+    """A transposed gradient (as autograd returns for batched matmuls) or a channels_last
+    gradient of a contiguous weight gives the same step as a contiguous one, on every path."""
+    gen = torch.Generator().manual_seed(0)
+    w0 = torch.randn(4, 6, 12, generator=gen, dtype=torch.float64)
+    c0 = torch.randn(6, 4, 3, 3, generator=gen, dtype=torch.float64)
+    g = torch.randn(4, 12, 6, generator=gen, dtype=torch.float64).transpose(1, 2)
+    h = torch.randn(6, 4, 3, 3, generator=gen, dtype=torch.float64).to(memory_format=torch.channels_last)
+    assert not g.is_contiguous() and not h.is_contiguous()
+    results = []
+    for layout in ("odd", "contiguous"):
+        for impl in ("auto", "reference"):
+            w, c = w0.clone(), c0.clone()
+            opt = make(name, [w, c], lr=0.1, momentum=0.9, impl=impl) if "momentum" in \
+                sandbox.info(name).defaults else make(name, [w, c], lr=0.1, impl=impl)
+            for _ in range(3):
+                w.grad = g.clone() if layout == "odd" else g.contiguous()
+                c.grad = h.clone() if layout == "odd" else h.contiguous()
+                opt.step()
+            results.append((w, c))
+    ref = results[-1]
+    for got in results[:-1]:
+        for a, b in zip(got, ref):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_adai_bf16_full_precision_state_survives_a_checkpoint():
     model = _net(dtype=torch.bfloat16)
     opt = make("adai", model.parameters())

@@ -13,14 +13,6 @@ from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import invariances as fam
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def family_run(tmp_path_factory, _one_thread):
     """The whole family once at quick sizes: (rows, output folder)."""

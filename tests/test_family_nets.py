@@ -16,14 +16,6 @@ from sandbox.verify.base import ROW_COLUMNS, VERDICTS, VerifyConfig
 from sandbox.verify.families import nets
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_log_binned_slope_recovers_a_power_law():
     rng = np.random.default_rng(0)
     t = np.arange(1, 20001, dtype=float)

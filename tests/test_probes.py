@@ -18,15 +18,6 @@ from sandbox.probes import (COLUMNS, ScaleInvarianceProbe, attach, numerical_sca
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These nets are tiny: on a shared CPU, intra-op threads cost more than they give."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 # --- architectures ----------------------------------------------------------------------------
 class Residual(nn.Module):
     """conv→BN (invariant), conv + skip connection (not), conv→ReLU→BN on a normalised input

@@ -17,14 +17,6 @@ CHEAP = ["digits-bnmlp", "mnist1d-bncnn", "teacher-student", "teacher-student-bn
 HAS_FMNIST = all((fm.DEFAULT_DIR / f"{s}.gz").is_file() for s in fm.FILES)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_registry_lists_every_problem():
     assert set(CHEAP + ["fmnist-bncnn"]) <= set(available_problems())
 

@@ -29,15 +29,6 @@ RULES = {
 RTOL = 1e-9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny ops: intra-op threads only add synchronisation (and stall on a busy machine)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def problem():
     return get_problem("digits-bnmlp", dtype=torch.float64)

@@ -24,14 +24,6 @@ def _blocks(toy, x):
     return toy.invariant_rows(x) if hasattr(toy, "invariant_rows") else x.reshape(x.shape[0], -1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("kind", list(SCALE_INVARIANT))
 def test_orthogonality_and_inverse_scaling_to_round_off(kind):
     toy = SCALE_INVARIANT[kind]()

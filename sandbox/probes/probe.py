@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..measure import step_geometry
 from ..replicas import rows
 
 DEVICE_COLUMNS = ("norm", "delta", "radial", "tangential", "grad_norm", "grad_tangential",
@@ -227,13 +228,8 @@ class ScaleInvarianceProbe:
         :data:`DEVICE_COLUMNS` (+ β1 and preconditioner rows when present), and its host part."""
         acc = torch.promote_types(t.param.dtype, torch.float32)
         flat = (lambda x: _as(x.reshape(math.prod(x.shape[:t.rd]), -1), acc))
-        w0, w1 = flat(t.w_before), flat(t.param.detach())
-        u = w1 - w0
-        r = w0.norm(dim=-1)
-        w_hat = w0 / r.unsqueeze(-1)
-        radial = (w_hat * u).sum(dim=-1)
-        tang = (u - w_hat * radial.unsqueeze(-1)).norm(dim=-1)
-        delta = torch.atan2(tang, r + radial)
+        geo = step_geometry(flat(t.w_before), flat(t.param.detach()))
+        r, delta, radial, tang = geo["norm"], geo["delta"], geo["radial"], geo["tangential"]
         cos_c, cos_l, g_norm, g_tan = t.pre
         info = getattr(optimizer, "last_info", {}).get(t.param, {})
         proj = info.get("projection")

@@ -72,3 +72,24 @@ def theory_traits(name: str, hp: Mapping[str, Any] | None = None, projection_act
     from sandbox.traits import rule_traits
 
     return rule_traits(name, projection_active=projection_active, **dict(hp or {}))
+
+
+def toy_hyperparameters(spec: RuleSpec, beta: float | None, beta2: float, **extra) -> dict:
+    """Hyperparameters of a §2/§3 toy run at lr 1 (the claims rescale lr themselves):
+
+    - the momentum coefficient set to ``beta`` where the rule has one (None: the default);
+    - Adam-type rules (k = 0): second-moment EMA ``beta2``, short enough for v to follow the
+      gradient's 1/r² decay on a scale-invariant weight;
+    - root-free rules (k = −1): preconditioner memory shortened (β2 = 0.99, or lr_cov = 0.01)
+      so that its 1/B start is forgotten within the run;
+    - then ``extra`` (only the keys the rule accepts)."""
+    over: dict = {}
+    if beta is not None:
+        over.update(momentum_hyper(spec, beta))
+    d = spec.defaults
+    if spec.homogeneity == 0 and "betas" in d:
+        over["betas"] = (d["betas"][0], beta2)
+    if spec.homogeneity <= -1:
+        over.update({"betas": (d["betas"][0], 0.99)} if "betas" in d else {"lr_cov": 0.01})
+    over.update(extra)
+    return claim_hyperparameters(spec, 1.0, batch_size=1, **over)

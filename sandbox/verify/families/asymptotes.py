@@ -61,7 +61,7 @@ from sandbox.experiments.effective_step import (asymptote_lr, fit_inverse_square
 from sandbox.experiments.run_cache import cached, stable_seed
 from sandbox.traits import rule_traits
 from sandbox.verify import figures
-from sandbox.verify.applicability import claim_hyperparameters, momentum_hyper
+from sandbox.verify.applicability import toy_hyperparameters
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
@@ -105,15 +105,7 @@ def jobs(cfg: VerifyConfig) -> list[dict]:
             and not spec.projected else [BETA] if spec.momentum_kind == "heavy_ball" \
             and spec.homogeneity > -1 else [None]
         for beta in betas:
-            over = {"weight_decay": 0.0}
-            if beta is not None:
-                over.update(momentum_hyper(spec, beta))
-            if spec.homogeneity == 0 and "betas" in spec.defaults:
-                over["betas"] = (spec.defaults["betas"][0], s["beta2"])
-            if spec.homogeneity <= -1:
-                over.update({"betas": (spec.defaults["betas"][0], 0.99)} if "betas" in spec.defaults
-                            else {"lr_cov": 0.01})
-            hp = claim_hyperparameters(spec, 1.0, batch_size=1, **over)
+            hp = toy_hyperparameters(spec, beta, s["beta2"], weight_decay=0.0)
             tr = rule_traits(name, **hp)
             if cfg.quick and _signature(tr) in seen:
                 continue

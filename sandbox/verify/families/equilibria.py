@@ -52,7 +52,7 @@ from sandbox.experiments.weight_decay import (equilibrium_setting, fit_exponents
                                               isotropic_traits, measure_equilibrium,
                                               predict_equilibrium)
 from sandbox.verify import figures
-from sandbox.verify.applicability import claim_hyperparameters, momentum_hyper
+from sandbox.verify.applicability import toy_hyperparameters
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
@@ -97,16 +97,8 @@ def rule_is_adaptive(rule: str) -> bool:
 
 # --- jobs ----------------------------------------------------------------------------------------
 def _base_hp(spec, s, beta):
-    over = {}
-    if beta is not None:
-        over.update(momentum_hyper(spec, beta))
-    if spec.homogeneity == 0 and "betas" in spec.defaults:
-        over["betas"] = (spec.defaults["betas"][0], s["beta2"])
-    if spec.homogeneity <= -1:
-        over.update({"betas": (spec.defaults["betas"][0], 0.99)} if "betas" in spec.defaults
-                    else {"lr_cov": 0.01})
-        over["eps"] = 0.0
-    return claim_hyperparameters(spec, 1.0, batch_size=1, weight_decay=0.0, **over)
+    rootfree = {"eps": 0.0} if spec.homogeneity <= -1 else {}
+    return toy_hyperparameters(spec, beta, s["beta2"], weight_decay=0.0, **rootfree)
 
 
 def jobs(cfg: VerifyConfig) -> list[dict]:

@@ -170,7 +170,9 @@ class FastExecutor:
 
     def _reserve(self, work) -> dict:
         """Grow the workspace to the largest tensor stepped by a stage chain (not by torch)."""
-        key = (tuple(id(p) for _, p in work), self._version)
+        # keyed on each group's chain too: a structural change (e.g. project=True) can move a
+        # group from torch's kernels to the list forms, which then need workspace
+        key = (tuple((id(p), id(self.opt._chain(g))) for g, p in work), self._version)
         if self._budget is not None and self._budget[0] == key:
             return self._budget[1]
         budget: dict = {}
@@ -189,7 +191,7 @@ class FastExecutor:
             self._version += 1
             self._plans.clear()
         out = {k: self.workspace.get(*k).numel() for k in budget}
-        self._budget = ((tuple(id(p) for _, p in work), self._version), out)
+        self._budget = ((key[0], self._version), out)
         return out
 
     # --- the step ----------------------------------------------------------------------------------
@@ -236,7 +238,8 @@ class FastExecutor:
                 d = FORMS[type(stage)](stage, d, fc)
             d.apply(fc.chunk)
         opt.last_info = info
-        self.verified.update(id(p) for _, p in work)
+        # only parameters whose state the list forms checked (torch's kernels check nothing)
+        self.verified.update(id(p) for g, p in work if torch_kind(opt._chain(g), g) is None)
 
     def _lazy(self, info: Info, key: str, thunk: Callable) -> None:
         info.set_lazy(key, thunk, self.opt, self.opt._step_calls)

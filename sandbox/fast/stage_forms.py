@@ -255,20 +255,22 @@ def inertia_reduce(stage: adaptive_inertia, d: Direction, fc: FastContext):
 
 
 def inertia_update(stage: adaptive_inertia, d: Direction, fc: FastContext) -> Direction:
-    """``adaptive_inertia.update`` with w = 1 − β1 = clamp(β0·v̂/v̄, ε, 1) in the scratch:
+    """``adaptive_inertia.update`` with w = 1 − β1 = clamp(v/(bc2·v̄/β0), ε, 1) in the scratch:
     P ← P·(1 − w), m ← m + w·(u − m) (a lerp), direction m/(1 − P) as one lazy ratio term.
     v̄ = 0 gives v̂/v̄ := 1 (the reference's guard) through ``guard``; no host sync."""
     beta0, eps = fc.hp["betas"][0], fc.hp["eps"]
     v = fc.state_tensors("exp_avg_sq")
     vbar = fc.globals[stage.name]
     pos = vbar > 0
-    inv = torch.where(pos, beta0 / torch.where(pos, vbar, 1.0), 0.0)  # β0/v̄ (0 where v̄ = 0)
+    # Divide by v̄/β0 rather than multiply by β0/v̄: the inverse overflows for tiny gradients
+    # (|g| ≲ 1e-20 in float32) where the reference's ratio v̂/v̄ is finite.
+    scale = torch.where(pos, vbar / beta0, 1.0)  # v̄/β0 (1 where v̄ = 0: there v = 0)
     guard = torch.where(pos, 0.0, beta0)  # v̂/v̄ := 1 where v̄ = 0
     factors, guards, cache = [], [], {}
     for x, info in zip(v, fc.infos):
         key = (info["bc2"], x.dim())
-        if key not in cache:  # β0/(bc2·v̄) per replica, shaped to broadcast against x
-            cache[key] = (broadcast_to_items(inv / info["bc2"], x, fc.rd).to(x.dtype),
+        if key not in cache:  # bc2·v̄/β0 per replica (a divisor), shaped to broadcast against x
+            cache[key] = (broadcast_to_items(scale * info["bc2"], x, fc.rd).to(x.dtype),
                           broadcast_to_items(guard, x, fc.rd).to(x.dtype))
         factors.append(cache[key][0])
         guards.append(cache[key][1])
@@ -299,19 +301,19 @@ def inertia_update(stage: adaptive_inertia, d: Direction, fc: FastContext) -> Di
     return Direction([Term([1.0] * len(m), m, den)])
 
 
-def _assign_inertia(w, v, factors, guards, eps, chunk) -> None:
-    """w ← clamp(v·factor + guard, ε, 1)."""
-    big, small = chunk.parts(w, v, factors, guards)
+def _assign_inertia(w, v, divisors, guards, eps, chunk) -> None:
+    """w ← clamp(v/divisor + guard, ε, 1)."""
+    big, small = chunk.parts(w, v, divisors, guards)
     for o, x, f, g in big:
-        torch.addcmul(g, x, f, out=o).clamp_(eps, 1.0)
+        torch.div(x, f, out=o).add_(g).clamp_(eps, 1.0)
     if small is not None:
         o, x, f, g = small
         torch._foreach_copy_(o, x)
-        torch._foreach_mul_(o, list(f))
+        torch._foreach_div_(o, list(f))
         torch._foreach_add_(o, list(g))
         torch._foreach_clamp_min_(o, eps)
         torch._foreach_clamp_max_(o, 1.0)
 
 
-def _inertia_thunk(v: Tensor, factor: Tensor, guard: Tensor, eps: float):
-    return lambda: 1.0 - torch.addcmul(guard, v, factor).clamp_(eps, 1.0)
+def _inertia_thunk(v: Tensor, divisor: Tensor, guard: Tensor, eps: float):
+    return lambda: 1.0 - (v / divisor + guard).clamp_(eps, 1.0)

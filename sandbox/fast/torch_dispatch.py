@@ -43,21 +43,40 @@ def torch_kind(stages: tuple, hp) -> Optional[str]:
     return None
 
 
+def _dense(t: Tensor) -> bool:
+    """True when the tensor's elements fill one gap-free block of memory, each once (any order of
+    axes): sorted by stride, each axis's stride is the product of the sizes before it."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(t.stride(), t.shape) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def torch_step(kind: str, params: list[Tensor], states: list[dict], hp) -> None:
     """One step of torch.optim's functional rule on ``params`` (all with gradients)."""
     grads = [p.grad for p in params]
-    # torch 2.13's fused CPU kernels read every tensor with the PARAMETER's strides: a gradient or
-    # state tensor laid out differently (e.g. autograd's transposed gradient of a batched matmul)
-    # gives wrong steps (measured: errors of 0.17 on a transposed gradient). Its foreach kernels
-    # handle any layout, so the fused ones are used only where every layout matches.
+    # torch 2.13's fused CPU kernels walk every tensor as one dense block with the PARAMETER's
+    # strides: a gradient or state tensor laid out differently (autograd's transposed gradient of a
+    # batched matmul: errors of 0.17), or a parameter that is a strided slice of a bigger buffer
+    # (writes past it: errors of 0.06-0.96), gives wrong steps. Its foreach kernels handle any
+    # layout, so the fused ones are used only on dense tensors whose layouts all match.
+    def dense_like(t: Tensor, p: Tensor) -> bool:
+        return t.stride() == p.stride() and _dense(t)
+
     fused = params[0].device.type == "cpu" and all(
-        g.stride() == p.stride() and all(v.stride() == p.stride() for v in s.values()
-                                         if isinstance(v, Tensor) and v.dim() > 0)
+        dense_like(p, p) and dense_like(g, p)
+        and all(dense_like(v, p) for v in s.values() if isinstance(v, Tensor) and v.dim() > 0)
         for p, g, s in zip(params, grads, states))
     if kind == "sgd":
         # torch 2.13's fused CPU SGD silently leaves 16-bit parameters unchanged (measured: a
         # bfloat16/float16 step is a no-op); its foreach kernel is correct there.
-        fused = fused and params[0].dtype in (torch.float32, torch.float64)
+        fused = fused and all(p.dtype in (torch.float32, torch.float64) for p in params)
+        if not fused and hp["nesterov"] and hp["weight_decay"] == 0:
+            # torch's foreach Nesterov adds the buffer INTO its grad list, which here are the
+            # p.grad tensors themselves: give it copies (p.grad is never modified).
+            grads = [g.clone() for g in grads]
         # torch decides "first step" (b_1 = g) for the whole list: new and old buffers apart
         fresh = [i for i, s in enumerate(states) if "momentum_buffer" not in s]
         for idx in (fresh, [i for i in range(len(states)) if i not in set(fresh)]):

@@ -78,14 +78,15 @@ def sizes(cfg: VerifyConfig) -> dict:
 
 
 # --- predictions ---------------------------------------------------------------------------------
-def prediction(rule: str, hp: dict) -> dict:
-    """Δ*, r*, τ for a rule with an equilibrium (Adai: isotropic mean field; projection lag in τ)."""
+def prediction(rule: str, hp: dict, d: int = D) -> dict:
+    """Δ*, r*, τ for a rule with an equilibrium on the d-dim noise toy (Adai: isotropic mean field;
+    projection lag in τ)."""
     tr = isotropic_traits(rule, **hp)
-    e = predict_equilibrium(rule, D, **hp)
+    e = predict_equilibrium(rule, d, **hp)
     k, M = float(tr.homogeneity), float(theory.momentum_factor(tr))
     x = hp["lr"] * float(theory.effective_decay(hp["weight_decay"], tr, hp.get("wd_ratio", 0.1)))
     kap = projection_lag_coefficient(tr.beta, tr.projected, tr.project_buffer)
-    rel = equilibrium_relaxation(hp["lr"], float(theory.toy_update_size(tr, D)), x, k, M, kap)
+    rel = equilibrium_relaxation(hp["lr"], float(theory.toy_update_size(tr, d)), x, k, M, kap)
     return {"delta": e.angular_step, "norm": e.norm, "tau": rel["tau"],
             "tau_spec": 1 / (2 * (k + 1) * x), "k": k, "M": M, "beta": tr.beta, "kappa": kap,
             "adaptive": rule_is_adaptive(rule)}

@@ -139,22 +139,8 @@ def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar)
     hook = attach(opt, stack.params, template, seeds) if attach else None
     order = DataOrder(len(problem.train[1]), problem.batch_size, seeds, problem.train[0].device)
     curves = _Curves(seeds, problem, on_eval, time.perf_counter())
-    evaluate = lambda xs, ys: evaluate_stacked(stack, xs, ys)  # noqa: E731
-    alive, last = curves.evaluate(0, evaluate), 0
-    try:
-        for t in range(total):
-            if not alive:
-                break
-            losses = stacked_step(stack, opt, problem, order.batch(t))
-            curves.add(losses)
-            if t + 1 in evals:
-                alive = curves.evaluate(t + 1, evaluate)
-                last = _advance(bar, last, t + 1)
-    finally:
-        if hook is not None:
-            hook.detach()
-    _advance(bar, last, total)
-    return curves.frame()
+    return _loop(curves, lambda xs, ys: evaluate_stacked(stack, xs, ys),
+                 lambda t: stacked_step(stack, opt, problem, order.batch(t)), total, evals, hook, bar)
 
 
 def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar) -> pd.DataFrame:
@@ -163,14 +149,20 @@ def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar) -
     hook = attach(opt, dict(model.named_parameters()), model, [seed]) if attach else None
     order = DataOrder(len(problem.train[1]), problem.batch_size, [seed], problem.train[0].device)
     curves = _Curves([seed], problem, on_eval, time.perf_counter())
-    evaluate = lambda xs, ys: evaluate_model(model, xs, ys)  # noqa: E731
+    return _loop(curves, lambda xs, ys: evaluate_model(model, xs, ys),
+                 lambda t: single_step(model, opt, problem, order.batch(t)[0]).reshape(1),
+                 total, evals, hook, bar)
+
+
+def _loop(curves, evaluate, step, total, evals, hook, bar) -> pd.DataFrame:
+    """Train ``total`` steps (``step(t)`` returns the per-seed losses), evaluating at ``evals``;
+    stops early when every seed has diverged."""
     alive, last = curves.evaluate(0, evaluate), 0
     try:
         for t in range(total):
             if not alive:
                 break
-            loss = single_step(model, opt, problem, order.batch(t)[0])
-            curves.add(loss.reshape(1))
+            curves.add(step(t))
             if t + 1 in evals:
                 alive = curves.evaluate(t + 1, evaluate)
                 last = _advance(bar, last, t + 1)

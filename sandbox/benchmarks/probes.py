@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 import sandbox
+from sandbox.tidy_log import TidyLog
 
 GOAL = 0.10
 COLUMNS = ("benchmark", "problem", "rule", "device", "threads", "schedule_every", "steps_timed",
@@ -120,13 +121,12 @@ def probe_overhead_benchmark(quick: bool = False, device: str = "cpu",
             from tqdm.auto import tqdm
 
             it = tqdm(rules, desc="probe overhead", unit="rule")
+        log = TidyLog(out, fresh=False) if out is not None else None
         for rule in it:
             row = measure(problem, rule, device, block, repeats)
             rows.append(row)
-            if out is not None:
-                path = Path(out)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+            if log is not None:
+                log.append(pd.DataFrame([row]))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 import sandbox
+from sandbox.tidy_log import TidyLog
 
 GOAL = 3.0
 COLUMNS = ("benchmark", "problem", "rule", "K", "device", "threads", "steps_timed",
@@ -104,13 +105,12 @@ def stacked_seeds_benchmark(quick: bool = False, device: str = "cpu", K: int = 1
             from tqdm.auto import tqdm
 
             it = tqdm(rules, desc=f"stacked seeds K={K}", unit="rule")
+        log = TidyLog(out, fresh=False) if out is not None else None
         for rule in it:
             row = measure(problem, rule, K, device, block, repeats)
             rows.append(row)
-            if out is not None:
-                path = Path(out)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                pd.DataFrame([row]).to_csv(path, mode="a", header=not path.exists(), index=False)
+            if log is not None:
+                log.append(pd.DataFrame([row]))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

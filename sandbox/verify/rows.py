@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
+from sandbox.tidy_log import TidyLog  # noqa: F401  (re-exported: the families use it from here)
 
 from .base import ROW_COLUMNS, VerifyConfig, verdict
 
@@ -79,24 +80,3 @@ def setting_text(**items) -> str:
             return "(" + ",".join(fmt(x) for x in v) + ")"
         return str(v)
     return " ".join(f"{k}={fmt(v)}" for k, v in items.items())
-
-
-class TidyLog:
-    """A CSV at ``path`` that grows by :meth:`append` (header written once).
-
-    ``fresh=True`` removes an existing file first (the family is starting over).
-    """
-
-    def __init__(self, path: Path, fresh: bool = True):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if fresh and self.path.exists():
-            self.path.unlink()
-
-    def append(self, frame: pd.DataFrame) -> None:
-        if frame.empty:
-            return
-        frame.to_csv(self.path, mode="a", header=not self.path.exists(), index=False)
-
-    def read(self) -> pd.DataFrame:
-        return pd.read_csv(self.path) if self.path.exists() else pd.DataFrame()

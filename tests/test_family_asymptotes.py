@@ -2,7 +2,6 @@
 each claim's verdict, that the checks can fail (the spec's lag-free root-free formula does),
 the trait reading, the fits, and resume."""
 import dataclasses
-import fnmatch
 
 import numpy as np
 import pandas as pd
@@ -15,8 +14,9 @@ from sandbox.experiments.effective_step import (fit_inverse_square, fit_power_la
                                                 growth_linearity, run_noise_toy, series)
 from sandbox.experiments.run_cache import cached
 from sandbox.traits import rule_traits
-from sandbox.verify.base import ROW_COLUMNS, VerifyConfig
+from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import asymptotes as fam
+from family_runs import run_family
 from theory.effective_step_extra import (adai_momentum_factor, angular_step_mean_field,
                                          rootfree_stationary)
 from theory_rule_table import traits_for
@@ -36,14 +36,6 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("asy")
 
 
-def _run(out, pattern, rules):
-    cfg = VerifyConfig(quick=True, out=out, only=pattern, extra={"rules": rules})
-    rows = fam.run(cfg)
-    assert list(rows.columns) == list(ROW_COLUMNS)
-    assert len(rows) and all(fnmatch.fnmatchcase(c, pattern) for c in rows["claim"])
-    return rows
-
-
 def _assert_pass(rows):
     bad = rows[rows["verdict"] == "FAIL"]
     assert bad.empty, bad[["claim", "rule", "predicted", "measured", "note"]].to_string()
@@ -51,7 +43,7 @@ def _assert_pass(rows):
 
 @pytest.mark.parametrize("rules", [["sgd"], ["sgdp", "adamp"], ["adam", "adai"]])
 def test_power_law_claims_pass(shared, rules):
-    rows = _run(shared, "asymptote.*", rules)
+    rows = run_family(fam, shared, "asymptote.*", rules)
     _assert_pass(rows)
     assert set(rows["claim"]) == set(fam.POWER)
     m = rows[rows["claim"] == "asymptote.momentum_factor"].set_index("rule")["predicted"]
@@ -62,7 +54,7 @@ def test_power_law_claims_pass(shared, rules):
 
 
 def test_rootfree_geometric_and_crossover_pass(shared):
-    rows = _run(shared, "asymptote.rootfree_*", ["rfadamw", "rfrmsprop"])
+    rows = run_family(fam, shared, "asymptote.rootfree_*", ["rfadamw", "rfrmsprop"])
     _assert_pass(rows)
     assert set(rows["claim"]) == set(fam.GEOMETRIC + fam.CROSSOVER)
     assert (rows[rows["claim"] == "asymptote.rootfree_sgd_return"]["verdict"] == "REPORTED").all()
@@ -86,7 +78,7 @@ def test_checks_can_fail_with_a_wrong_momentum_factor(shared, monkeypatch):
     orig = theory.momentum_factor
     monkeypatch.setattr(fam.theory, "momentum_factor",
                         lambda tr: orig(dataclasses.replace(tr, projected=False)))
-    rows = _run(shared, "asymptote.delta_limit", ["sgdp"])
+    rows = run_family(fam, shared, "asymptote.delta_limit", ["sgdp"])
     assert (rows["verdict"] == "FAIL").all()
 
 

@@ -1,6 +1,5 @@
 """Theory §3 (weight-decay equilibrium) through the registry's real optimizers, small sizes:
 each claim's verdict, the REPORTED ones' numbers, that checks can fail, and the helpers."""
-import fnmatch
 
 import numpy as np
 import pytest
@@ -9,8 +8,9 @@ import sandbox
 import theory
 from sandbox.experiments.weight_decay import (equilibrium_setting, fit_exponents,
                                               isotropic_traits, predict_equilibrium)
-from sandbox.verify.base import ROW_COLUMNS, VerifyConfig
+from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import equilibria as fam
+from family_runs import run_family
 from theory.effective_step_extra import equilibrium_relaxation
 
 SMALL = {"replicas": 32, "x": 2e-3, "beta2": 0.9, "span": 6.5, "rf_steps": 500,
@@ -28,13 +28,6 @@ def shared(tmp_path_factory):
     return tmp_path_factory.mktemp("eq")
 
 
-def _run(out, pattern, rules):
-    rows = fam.run(VerifyConfig(quick=True, out=out, only=pattern, extra={"rules": rules}))
-    assert list(rows.columns) == list(ROW_COLUMNS)
-    assert len(rows) and all(fnmatch.fnmatchcase(c, pattern) for c in rows["claim"])
-    return rows
-
-
 def _assert_pass(rows):
     bad = rows[rows["verdict"] == "FAIL"]
     assert bad.empty, bad[["claim", "rule", "predicted", "measured", "note"]].to_string()
@@ -42,14 +35,14 @@ def _assert_pass(rows):
 
 @pytest.mark.parametrize("rules", [["sgd"], ["sgdp"], ["adamw"], ["adamp"]])
 def test_equilibrium_angle_norm_and_time_pass(shared, rules):
-    rows = _run(shared, "equilibrium.*", rules)
+    rows = run_family(fam, shared, "equilibrium.*", rules)
     _assert_pass(rows)
     assert {"equilibrium.delta", "equilibrium.norm", "equilibrium.time"} <= set(rows["claim"])
     assert (rows["verdict"] == "PASS").all()
 
 
 def test_projection_raises_delta_by_sqrt_m(shared):
-    rows = _run(shared, "equilibrium.projection_ratio", ["sgd", "sgdp"])
+    rows = run_family(fam, shared, "equilibrium.projection_ratio", ["sgd", "sgdp"])
     _assert_pass(rows)
     r = rows.iloc[0]
     assert r["predicted"] == pytest.approx(np.sqrt(19.0), rel=0.01)
@@ -69,12 +62,12 @@ def test_adamp_relaxation_needs_the_projection_lag_correction():
 def test_a_wrong_prediction_fails(shared, monkeypatch):
     orig = fam.prediction
     monkeypatch.setattr(fam, "prediction", lambda r, hp: {**orig(r, hp), "tau": orig(r, hp)["tau_spec"]})
-    rows = _run(shared, "equilibrium.time", ["adamp"])
+    rows = run_family(fam, shared, "equilibrium.time", ["adamp"])
     assert (rows["verdict"] == "FAIL").all()
 
 
 def test_adam_l2_is_reported_and_moves_with_the_gradient_scale(shared):
-    rows = _run(shared, "equilibrium.adam_l2*", ["adam"])
+    rows = run_family(fam, shared, "equilibrium.adam_l2*", ["adam"])
     assert (rows["verdict"] == "REPORTED").all()
     ex = rows[rows["claim"] == "equilibrium.adam_l2_exponent"].iloc[0]
     assert ex["predicted"] == pytest.approx(-1 / 3, abs=0.02)
@@ -84,7 +77,7 @@ def test_adam_l2_is_reported_and_moves_with_the_gradient_scale(shared):
 
 
 def test_adai_is_reported_with_mean_field_numbers(shared):
-    rows = _run(shared, "equilibrium.adai*", ["adai"])
+    rows = run_family(fam, shared, "equilibrium.adai*", ["adai"])
     assert (rows["verdict"] == "REPORTED").all()
     d = rows[rows["claim"] == "equilibrium.adai_delta"].iloc[0]
     # mean field: mean inertia 1 − β0 ⇒ Δ* = sqrt(2ηλ β0/(2−β0))
@@ -95,7 +88,7 @@ def test_adai_is_reported_with_mean_field_numbers(shared):
 
 
 def test_rootfree_has_no_equilibrium_factor_passes(shared):
-    rows = _run(shared, "equilibrium.rootfree_*", ["rfadamw", "rfrmsprop"])
+    rows = run_family(fam, shared, "equilibrium.rootfree_*", ["rfadamw", "rfrmsprop"])
     _assert_pass(rows)
     f = rows[rows["claim"] == "equilibrium.rootfree_factor"]
     assert (f["measured"] > 0).any() and (f["measured"] < 0).any()  # grows and shrinks

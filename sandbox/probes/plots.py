@@ -17,11 +17,19 @@ import pandas as pd
 from ..plotting import styled
 
 
-def _plt():
-    import matplotlib.pyplot as plt
+def _sns():
     import seaborn as sns
 
-    return plt, sns
+    return sns
+
+
+def _save(grid, path: Path) -> Path:
+    """Save a seaborn FacetGrid (tight box: the titles sit above the axes) and free it."""
+    import matplotlib.pyplot as plt
+
+    grid.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(grid.figure)
+    return path
 
 
 def _binned(df: pd.DataFrame, by: list[str], x: str, width: int) -> pd.DataFrame:
@@ -32,7 +40,7 @@ def _binned(df: pd.DataFrame, by: list[str], x: str, width: int) -> pd.DataFrame
 
 @styled()
 def plot_equilibrium(probes: pd.DataFrame, path: Path, tolerance: float = 0.15) -> Path:
-    plt, sns = _plt()
+    sns = _sns()
     d = probes[probes.scale_invariant.astype(bool)]
     keys = ["rule", "seed", "layer", "predicted", "window_start", "window_stop"]
     keys += ["rescaled_at"] if "rescaled_at" in d else []
@@ -51,15 +59,13 @@ def plot_equilibrium(probes: pd.DataFrame, path: Path, tolerance: float = 0.15) 
     g.set_axis_labels("step", "Δ / predicted Δ* (rms per 25 steps)")
     g.figure.suptitle("Weight-decay equilibrium per layer (grey band: ±15%, green: measurement "
                       "window, dotted: matched start)", y=1.03)
-    g.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(g.figure)
-    return path
+    return _save(g, path)
 
 
 @styled()
 def plot_rate(probes: pd.DataFrame, path: Path) -> Path:
     """``probes`` needs the theory time ``t`` and the prediction ``predicted`` per row."""
-    plt, sns = _plt()
+    sns = _sns()
     from .analysis import log_binned
 
     rows = []
@@ -77,14 +83,12 @@ def plot_rate(probes: pd.DataFrame, path: Path) -> Path:
         ax.legend(loc="lower left", fontsize=8)
     g.set_axis_labels("t (steps since the theory's origin)", "angular update Δ_t (rad)")
     g.figure.suptitle("No weight decay: Δ_t against t (predicted slope −1/2)", y=1.03)
-    g.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(g.figure)
-    return path
+    return _save(g, path)
 
 
 @styled()
 def plot_detection(probes: pd.DataFrame, path: Path) -> Path:
-    plt, sns = _plt()
+    sns = _sns()
     margin = np.minimum(probes.cos_channel / probes.thr_channel, probes.cos_layer / probes.thr_layer)
     d = probes.assign(margin=margin,
                       precision=np.where(probes.get("experiment", "") == "bf16", "bf16 autocast", "fp32"),
@@ -98,9 +102,7 @@ def plot_detection(probes: pd.DataFrame, path: Path) -> Path:
     g.set_axis_labels("step", "|cos(w, g)| / (δ/sqrt(L)), smaller view")
     g.figure.suptitle("AdamP's test (channel view: max over rows; layer view): fires below 1",
                       y=1.03)
-    g.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(g.figure)
-    return path
+    return _save(g, path)
 
 
 def plot_nets(results: pd.DataFrame, cfg) -> list[Path]:

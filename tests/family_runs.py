@@ -1,0 +1,13 @@
+"""Running one verify claim family at test size (imported by the family tests)."""
+import fnmatch
+
+from sandbox.verify.base import ROW_COLUMNS, VerifyConfig
+
+
+def run_family(fam, out, pattern, rules):
+    """Rows of ``fam.run`` for the claims matching ``pattern`` on ``rules``, with the interface
+    checked: the standard columns, and only matching claims."""
+    rows = fam.run(VerifyConfig(quick=True, out=out, only=pattern, extra={"rules": rules}))
+    assert list(rows.columns) == list(ROW_COLUMNS)
+    assert len(rows) and all(fnmatch.fnmatchcase(c, pattern) for c in rows["claim"])
+    return rows

@@ -187,3 +187,21 @@ def test_stacked_equals_separate_on_cuda():
     stack, _ = _stacked(p, "adamp", RULES["adamp"], SEEDS, 10)
     models, _ = _separate(p, "adamp", RULES["adamp"], SEEDS, 10)
     _assert_same_state(stack, models)
+
+
+def test_benchmark_rows_per_problem_and_rule():
+    from sandbox.benchmarks.stacked_seeds import stacked_seeds_benchmark
+
+    df = stacked_seeds_benchmark(quick=True, K=2, threads=1, problem=("digits-bnmlp", "teacher-student"))
+    assert list(df["problem"]) == ["digits-bnmlp", "teacher-student"]
+
+
+@pytest.mark.parametrize("arg", ["digts-bnmlp", ",", "digits-bnmlp,nope"])
+def test_benchmark_cli_refuses_unknown_problems(arg, capsys):
+    from sandbox.benchmarks.stacked_seeds import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["--problem", arg, "--out", "/nonexistent/never-written.csv"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err

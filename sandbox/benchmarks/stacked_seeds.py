@@ -8,6 +8,7 @@ machine load (on a shared CPU the load changes from second to second): the ratio
 one run. The goal (issue 5) is a speed-up >= 3 at K = 16 on CPU.
 
     python -m sandbox.benchmarks.stacked_seeds [--quick] [--device cuda] [--threads 1]
+        [--problem digits-bnmlp,teacher-student]
 """
 from __future__ import annotations
 
@@ -89,25 +90,28 @@ def measure(problem_name: str, rule: str, K: int, device: str, block: int, repea
 
 
 def stacked_seeds_benchmark(quick: bool = False, device: str = "cpu", K: int = 16,
-                            rules: tuple[str, ...] | None = None, problem: str = "digits-bnmlp",
+                            rules: tuple[str, ...] | None = None, problem: str | tuple[str, ...] = "digits-bnmlp",
                             threads: int | None = None, out: str | Path | None = None,
                             progress: bool = False) -> pd.DataFrame:
     """One row per rule (columns :data:`COLUMNS`): ms per step of K stacked seeds and of a loop
     over K models, and their ratio. ``quick``: one rule (adamp), short blocks (a few seconds).
     ``threads``: torch CPU threads during the benchmark (restored after). ``out``: a CSV path
-    rows are appended to as they are measured."""
+    rows are appended to as they are measured. ``problem``: one name or several (one row per
+    problem and rule); the speed-up depends on how much of a step is dispatch rather than
+    arithmetic, so it differs between problems."""
     rules = rules or (("adamp",) if quick else ("sgd", "adamp", "adai"))
     block, repeats = (5, 3) if quick else (10, 7)
     rows = []
     with _threads(threads):
-        it = rules
+        problems = (problem,) if isinstance(problem, str) else tuple(problem)
+        it = [(name, rule) for name in problems for rule in rules]
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(rules, desc=f"stacked seeds K={K}", unit="rule")
+            it = tqdm(it, desc=f"stacked seeds K={K}", unit="run")
         log = TidyLog(out, fresh=False) if out is not None else None
-        for rule in it:
-            row = measure(problem, rule, K, device, block, repeats)
+        for name, rule in it:
+            row = measure(name, rule, K, device, block, repeats)
             rows.append(row)
             if log is not None:
                 log.append(pd.DataFrame([row]))
@@ -120,9 +124,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("-K", type=int, default=16)
+    p.add_argument("--problem", default="digits-bnmlp",
+                   help="problem(s), comma-separated (default digits-bnmlp, the goal's problem)")
     p.add_argument("--out", default="results/bench/stacked_seeds.csv")
     a = p.parse_args(argv)
-    df = stacked_seeds_benchmark(a.quick, a.device, a.K, threads=a.threads, out=a.out, progress=True)
+    from sandbox.problems import get_problem  # unknown names fail here, before any timing
+
+    names = tuple(x.strip() for x in a.problem.split(",") if x.strip())
+    try:
+        if not names:
+            raise ValueError("--problem is empty: name at least one problem")
+        for name in names:
+            get_problem(name, device=a.device)
+    except (ValueError, KeyError) as e:
+        p.exit(2, f"{p.prog}: error: {e.args[0] if e.args else e}\n")
+    df = stacked_seeds_benchmark(a.quick, a.device, a.K, problem=names, threads=a.threads,
+                                 out=a.out, progress=True)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(df.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
     return 0

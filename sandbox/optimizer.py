@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
-from .registry import RuleSpec
+from .registry import _REGISTRY, RuleSpec
 from .replicas import replica_shape
 from .stages import Context
 
@@ -66,15 +66,42 @@ class RuleOptimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict) -> None:
-        own = {k: v for k, v in param_group.items() if k != "params"}
-        self.rule.validate(own)
+        # 'param_names': torch (>= 2.6) records them for named_parameters() input
+        skip = ("params", "param_names")
+        self.rule.validate({k: v for k, v in param_group.items() if k not in skip})
         super().add_param_group(param_group)
-        self.rule.validate({k: v for k, v in self.param_groups[-1].items() if k != "params"})
+        self.rule.validate({k: v for k, v in self.param_groups[-1].items() if k not in skip})
+
+    # torch.optim pickles (and deep-copies) only defaults, state and param_groups; the rule and
+    # the options live outside them. Caches are rebuilt; a registered rule travels by name.
+    _KEPT = ("rule", "nonfinite", "impl", "last_impl", "_step_calls", "skipped_steps")
+
+    def __getstate__(self) -> dict:
+        state = {**super().__getstate__(), **{k: self.__dict__[k] for k in self._KEPT}}
+        if _REGISTRY.get(self.rule.name) is self.rule:
+            state["rule"] = self.rule.name
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        # also called by torch's load_state_dict with only 'state' and 'param_groups'
+        super().__setstate__(state)
+        # torch adds 'differentiable' to the defaults: no hyperparameter of a rule, and
+        # add_param_group would copy it into the new group and refuse it
+        self.defaults.pop("differentiable", None)
+        if "rule" in state:
+            self.rule = _REGISTRY[state["rule"]] if isinstance(state["rule"], str) else state["rule"]
+            self._fast, self._chains, self.last_info = None, {}, {}
 
     def load_state_dict(self, state_dict: dict) -> None:
         """torch.optim's loader, except that state a stage keeps in full precision for 16-bit
-        parameters (e.g. Adai's ``beta1_prod``) stays float32 instead of being cast to bfloat16."""
+        parameters (e.g. Adai's ``beta1_prod``) stays float32 instead of being cast to bfloat16,
+        and that hyperparameters the saved groups lack (a torch.optim.Adam/SGD checkpoint has no
+        ``project``, ``replica_dims``...) keep their current values."""
+        current = [dict(g) for g in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, old in zip(self.param_groups, current):
+            for k, v in old.items():
+                group.setdefault(k, v)
         if self._fast is not None:
             self._fast.reset()
         keys = {k for s in self.rule.stages(self.defaults) for k in getattr(s, "FULL_PRECISION_STATE", ())}

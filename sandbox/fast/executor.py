@@ -79,6 +79,20 @@ class Info(dict):
         return [self[k] for k in self.keys()]
 
 
+def _numbers(group: dict) -> dict:
+    """The group with 0-d tensor hyperparameters (torch allows e.g. ``lr=torch.tensor(0.01)``;
+    validation accepts them) as Python floats: the list forms fold hyperparameters into per-tensor
+    coefficients and take a tensor coefficient for a per-row vector."""
+    def number(v):
+        if isinstance(v, Tensor) and v.dim() == 0:
+            return float(v)
+        if isinstance(v, tuple) and any(isinstance(x, Tensor) for x in v):
+            return tuple(number(x) for x in v)
+        return v
+
+    return {k: number(v) for k, v in group.items()}
+
+
 class FastExecutor:
     def __init__(self, opt):
         self.opt = opt
@@ -212,11 +226,11 @@ class FastExecutor:
                 torch_step(kind, params, [opt.state[p] for p in params], group)
                 info.update({p: Info() for p in params})
                 continue
-            rd = int(group.get("replica_dims", 0))
+            rd, hp = int(group.get("replica_dims", 0)), _numbers(group)
             for chunk in self._chunks(index[gid], group, params, budget):
                 fc = F.FastContext(
                     chunk=chunk, grads=[p.grad for p in chunk.params],
-                    states=[opt.state[p] for p in chunk.params], hp=group, rd=rd,
+                    states=[opt.state[p] for p in chunk.params], hp=hp, rd=rd,
                     infos=[Info() for _ in chunk.params], lazy_info=self._lazy)
                 info.update(zip(chunk.params, fc.infos))
                 d, i = Direction.plain(fc.grads), 0

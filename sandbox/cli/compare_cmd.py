@@ -61,6 +61,7 @@ def config_from_args(args):
     from sandbox.compare import CompareConfig, parse_hp, parse_lr_grid, validate
     from sandbox.compare.config import DEFAULT_LR_GRID
 
+    args.problem = args.problem.strip().lower()  # as the optimizer names
     if args.defaults and args.lr_grid is not None:
         raise ValueError("--lr-grid and --defaults exclude each other: --defaults does not tune")
     options = {}

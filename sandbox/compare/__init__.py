@@ -38,8 +38,11 @@ def compare(cfg: CompareConfig, out: str | Path, progress: bool = True, figures:
     summary = summary_table(runs, target) if len(runs) else pd.DataFrame()
     for rule in cfg.optimizers:  # rules whose whole grid diverged still get a row
         if rule not in set(summary.get("rule", [])):
-            row = pd.DataFrame([{"rule": rule, "phase": "tune", "seeds": 0, "diverged": 0,
-                                 "target_acc": target, "reached_target": "0/0",
+            nan = float("nan")
+            row = pd.DataFrame([{"rule": rule, "phase": "tune", "lr": nan, "seeds": 0, "diverged": 0,
+                                 "test_loss": nan, "test_loss_ci95": nan, "test_acc": nan,
+                                 "test_acc_ci95": nan, "target_acc": target,
+                                 "steps_to_target": nan, "reached_target": "0/0",
                                  "note": "every lr of the grid diverged"}])
             summary = pd.concat([summary, row], ignore_index=True)
     order = {r: i for i, r in enumerate(cfg.optimizers)}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ast
 import math
+import numbers
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -99,14 +101,26 @@ def validate(cfg: CompareConfig) -> CompareConfig:
         if bad:
             raise ValueError(f"invalid learning rate(s) {', '.join(map(repr, bad))} in the grid: "
                              "every lr must be a finite number > 0")
-    if cfg.epochs is not None and not (isinstance(cfg.epochs, (int, float)) and cfg.epochs > 0):
-        raise ValueError(f"invalid epochs={cfg.epochs!r}: must be a number > 0")
+        ids = [f"{x:.6g}" for x in cfg.lr_grid]  # as in RunKey.run_id: equal ids are one run
+        twice = sorted({i for i in ids if ids.count(i) > 1}, key=float)
+        if twice:
+            raise ValueError(f"learning rate(s) listed twice in the grid: {', '.join(twice)}")
+    if cfg.epochs is not None and not (isinstance(cfg.epochs, (int, float))
+                                       and math.isfinite(cfg.epochs) and cfg.epochs > 0):
+        raise ValueError(f"invalid epochs={cfg.epochs!r}: must be a finite number > 0")
     if cfg.target is not None and not 0 < cfg.target <= 1:
         raise ValueError(f"invalid target={cfg.target!r}: a test accuracy in (0, 1]")
     if cfg.dtype not in ("float32", "float64"):
         raise ValueError(f"invalid dtype={cfg.dtype!r}: must be 'float32' or 'float64'")
-    if cfg.device.split(":")[0] not in ("cpu", "cuda"):
+    device = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", cfg.device)
+    if not device:
         raise ValueError(f"invalid device={cfg.device!r}: must be 'cpu' or 'cuda' (or 'cuda:N')")
+    if device[1] == "cuda" and device[2] is not None:
+        import torch
+
+        if torch.cuda.is_available() and int(device[2]) >= torch.cuda.device_count():
+            raise ValueError(f"invalid device={cfg.device!r}: this machine has "
+                             f"{torch.cuda.device_count()} CUDA device(s)")
     if cfg.eval_every is not None and cfg.eval_every < 1:
         raise ValueError(f"invalid eval_every={cfg.eval_every!r}: must be an integer >= 1")
     if cfg.probe_every < 0:
@@ -118,8 +132,20 @@ def validate(cfg: CompareConfig) -> CompareConfig:
         if cfg.mode == "tune" and "lr" in values:
             raise ValueError(f"--hp {rule}.lr: the learning rate is tuned on the grid; "
                              "use --lr-grid, or --defaults to fix it")
+        for name, v in values.items():  # the rules' checks take "0.1" for a number
+            if not _plain(v):
+                raise ValueError(f"invalid --hp {rule}.{name}={v!r}: give a number, True/False "
+                                 "or a tuple of numbers")
+        if isinstance(values.get("lr"), float) and not math.isfinite(values["lr"]):
+            raise ValueError(f"invalid --hp {rule}.lr={values['lr']!r}: must be a finite number")
         sandbox.info(rule).validate({k: v for k, v in values.items()})
     return cfg
+
+
+def _plain(v: Any) -> bool:
+    if isinstance(v, (tuple, list)):
+        return all(_plain(x) for x in v)
+    return isinstance(v, numbers.Real)  # bool, int, float, numpy scalars; not str
 
 
 def parse_lr_grid(text: str) -> tuple[float, ...]:
@@ -131,12 +157,13 @@ def parse_lr_grid(text: str) -> tuple[float, ...]:
             lo, hi, n = float(lo), float(hi), int(n)
             if n < 1:
                 raise ValueError
-            if not (lo > 0 and hi > 0):
-                raise ValueError(f"invalid --lr-grid {text!r}: LO and HI must be > 0 for a log grid")
+            if not (0 < lo < math.inf and 0 < hi < math.inf):
+                raise ValueError(f"invalid --lr-grid {text!r}: LO and HI must be > 0 and finite "
+                                 "for a log grid")
             return tuple(float(f"{x:.6g}") for x in np.geomspace(lo, hi, n))
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError as e:
-        if str(e).startswith("invalid"):
+        if str(e).startswith("invalid --lr-grid"):
             raise
         raise ValueError(f"invalid --lr-grid {text!r}: give comma-separated numbers "
                          "(1e-3,1e-2) or LO:HI:N (N log-spaced values)") from None

@@ -48,7 +48,7 @@ def make_figures(out: str | Path) -> list[Path]:
     recs = _records(out)
     if recs.empty:
         return []
-    paths = [_curves(out, recs, fig_dir)]
+    paths = [_curves(out, recs, fig_dir)] if (recs["phase"] != "tune").any() else []
     if (recs["phase"] == "tune").any() and (out / "tuning.csv").exists():
         paths.append(_lr_sensitivity(out, fig_dir))
     eff = effective_step_table(out, recs)

@@ -56,10 +56,23 @@ class ResultStore:
         self._claim(problem_summary or {})
 
     def _claim(self, problem_summary: dict) -> None:
+        try:
+            self._claim_folder(problem_summary)
+        except OSError as e:  # a file in the way, no permission, ...: bad input, one line
+            raise ValueError(f"cannot use {self.out} as the output folder: "
+                             f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}") from None
+
+    def _claim_folder(self, problem_summary: dict) -> None:
         manifest = self.out / "manifest.json"
         want = json.loads(json.dumps(_jsonable(self.cfg.identity())))
         if manifest.exists():
-            have = json.loads(manifest.read_text()).get("config", {})
+            try:
+                have = json.loads(manifest.read_text())["config"]
+                if not isinstance(have, dict):
+                    raise TypeError
+            except (ValueError, TypeError, KeyError):
+                raise ConfigMismatch(f"{manifest} is unreadable or not a comparison manifest; "
+                                     "pass another --out") from None
             diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
             if diff:
                 shown = "; ".join(f"{k}: {have.get(k)!r} there vs {want.get(k)!r} now" for k in diff[:3])

@@ -128,6 +128,13 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _grads_finite(self, grads: list[Tensor]) -> bool:
         if self.nonfinite == "ignore" or not grads:
             return True
+        if len({g.device for g in grads}) == 1:
+            # One list kernel and one host sync: a NaN or ±inf anywhere makes that tensor's
+            # 1-norm non-finite. A finite 1-norm proves the tensor finite; a non-finite one may
+            # also be an overflow of the sum (huge float16 gradients), so it is confirmed below.
+            norms = torch._foreach_norm(grads, 1)
+            if bool(torch.stack([n.float() for n in norms]).isfinite().all()):
+                return True
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
     def _nonfinite_message(self) -> str:

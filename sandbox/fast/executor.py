@@ -100,6 +100,7 @@ class FastExecutor:
         self._plans: OrderedDict = OrderedDict()
         self._version = 0
         self.verified: set[int] = set()  # ids of parameters whose state was checked (see reset)
+        self.dense_state: set[int] = set()  # torch's kernels: parameters with contiguous state
         self._budget = None
 
     def nbytes(self) -> int:
@@ -125,6 +126,7 @@ class FastExecutor:
     def reset(self) -> None:
         """Forget cached checks and plans (after ``load_state_dict``)."""
         self.verified.clear()
+        self.dense_state.clear()
         self._plans.clear()
         self._budget = None
 
@@ -186,7 +188,8 @@ class FastExecutor:
         """Grow the workspace to the largest tensor stepped by a stage chain (not by torch)."""
         # keyed on each group's chain too: a structural change (e.g. project=True) can move a
         # group from torch's kernels to the list forms, which then need workspace
-        key = (tuple((id(p), id(self.opt._chain(g))) for g, p in work), self._version)
+        chains = {id(g): id(self.opt._chain(g)) for g in self.opt.param_groups}
+        key = (tuple((id(p), chains[id(g)]) for g, p in work), self._version)
         if self._budget is not None and self._budget[0] == key:
             return self._budget[1]
         budget: dict = {}
@@ -223,7 +226,7 @@ class FastExecutor:
             stages = opt._chain(group)
             kind = torch_kind(stages, group)
             if kind is not None:
-                torch_step(kind, params, [opt.state[p] for p in params], group)
+                torch_step(kind, params, [opt.state[p] for p in params], group, self.dense_state)
                 info.update({p: Info() for p in params})
                 continue
             rd, hp = int(group.get("replica_dims", 0)), _numbers(group)
@@ -253,7 +256,9 @@ class FastExecutor:
             d.apply(fc.chunk)
         opt.last_info = info
         # only parameters whose state the list forms checked (torch's kernels check nothing)
-        self.verified.update(id(p) for g, p in work if torch_kind(opt._chain(g), g) is None)
+        for group, params in groups.values():
+            if torch_kind(opt._chain(group), group) is None:
+                self.verified.update(map(id, params))
 
     def _lazy(self, info: Info, key: str, thunk: Callable) -> None:
         info.set_lazy(key, thunk, self.opt, self.opt._step_calls)

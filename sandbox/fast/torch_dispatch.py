@@ -54,8 +54,13 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
-def torch_step(kind: str, params: list[Tensor], states: list[dict], hp) -> None:
-    """One step of torch.optim's functional rule on ``params`` (all with gradients)."""
+def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
+               dense_state: set | None = None) -> None:
+    """One step of torch.optim's functional rule on ``params`` (all with gradients).
+
+    ``dense_state``: ids of parameters whose state tensors were found contiguous at an earlier
+    step (the caller keeps the set and clears it when the state is replaced, e.g. on
+    ``load_state_dict``); their state is not walked again, which matters with 1000s of tensors."""
     grads = [p.grad for p in params]
     # torch 2.13's fused CPU kernels walk every tensor as one dense block with the PARAMETER's
     # strides: a gradient or state tensor laid out differently (autograd's transposed gradient of a
@@ -63,11 +68,21 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp) -> None:
     # (writes past it: errors of 0.06-0.96), gives wrong steps. Its foreach kernels handle any
     # layout, so the fused ones are used only on dense tensors whose layouts all match.
     def dense_like(t: Tensor, p: Tensor) -> bool:
+        if t.is_contiguous() and p.is_contiguous():  # the common case, checked in C
+            return t.shape == p.shape
         return t.stride() == p.stride() and _dense(t)
 
+    def state_like(p: Tensor, s: dict) -> bool:
+        if dense_state is not None and id(p) in dense_state and p.is_contiguous():
+            return True  # contiguous state of a contiguous parameter: the same layout
+        ok = all(dense_like(v, p) for v in s.values() if isinstance(v, Tensor) and v.dim() > 0)
+        if ok and dense_state is not None and s and p.is_contiguous() and all(
+                v.is_contiguous() for v in s.values() if isinstance(v, Tensor)):
+            dense_state.add(id(p))
+        return ok
+
     fused = params[0].device.type == "cpu" and all(
-        dense_like(p, p) and dense_like(g, p)
-        and all(dense_like(v, p) for v in s.values() if isinstance(v, Tensor) and v.dim() > 0)
+        dense_like(p, p) and dense_like(g, p) and state_like(p, s)
         for p, g, s in zip(params, grads, states))
     if kind == "sgd":
         # torch 2.13's fused CPU SGD silently leaves 16-bit parameters unchanged (measured: a

@@ -25,3 +25,11 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture
+def restore_threads():
+    """For tests of commands that set torch's thread count (``--threads``): put it back."""
+    old = torch.get_num_threads()
+    yield
+    torch.set_num_threads(old)

@@ -15,11 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["--problem", "digits-bnmlp", "--quiet", "--threads", "1"]
 
 
-@pytest.fixture(autouse=True)
-def restore_threads():
-    old = torch.get_num_threads()
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("restore_threads")  # tests/conftest.py
 
 
 def _run(args, capsys):

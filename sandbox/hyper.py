@@ -28,10 +28,12 @@ def _real_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
     text = f"{left}{lo:g}, {'inf' if math.isinf(hi) else format(hi, 'g')}{right}"
 
     def check(x: Any) -> bool:
-        if isinstance(x, bool) or not isinstance(x, (int, float)):
+        if isinstance(x, (bool, str, bytes)) or str(getattr(x, "dtype", "")) in ("bool", "torch.bool"):
+            return False  # True would pass as 1, "0.1" as 0.1: refuse, don't guess
+        if not isinstance(x, (int, float)):
             try:  # accept 0-d tensors and numpy scalars
                 x = float(x)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RuntimeError):
                 return False
         if math.isnan(x):
             return False

@@ -1,6 +1,7 @@
 """Bad input gets a clear error, and nothing changes."""
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,3 +149,18 @@ def test_adai_with_all_zero_gradients_stays_finite_and_still(name):
         p.grad = torch.randn_like(p)
     opt.step()
     assert all(torch.isfinite(p).all() and not torch.equal(p, b) for p, b in zip(params, before))
+
+
+@pytest.mark.parametrize("value", [True, "0.1", b"0.1", np.bool_(True), torch.tensor(True)])
+def test_numbers_given_as_strings_or_booleans_are_refused(value):
+    p = torch.zeros(3, requires_grad=True)
+    with pytest.raises(ValueError, match=r"invalid lr=.*lr must be"):
+        sandbox.create("adamw", [p], lr=value)
+    with pytest.raises(ValueError, match=r"invalid weight_decay="):
+        sandbox.create("sgd", [p], lr=0.1, weight_decay=value)
+
+
+@pytest.mark.parametrize("value", [torch.tensor(0.1), np.float32(0.1), np.int64(1)])
+def test_numbers_as_tensors_and_numpy_scalars_are_accepted(value):
+    p = torch.zeros(3, requires_grad=True)
+    sandbox.create("adamw", [p], lr=value)

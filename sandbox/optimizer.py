@@ -133,7 +133,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             # 1-norm non-finite. A finite 1-norm proves the tensor finite; a non-finite one may
             # also be an overflow of the sum (huge float16 gradients), so it is confirmed below.
             norms = torch._foreach_norm(grads, 1)
-            if bool(torch.stack([n.float() for n in norms]).isfinite().all()):
+            if bool(torch.stack(norms).isfinite().all()):  # stack promotes mixed dtypes
                 return True
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 

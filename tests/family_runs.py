@@ -11,3 +11,9 @@ def run_family(fam, out, pattern, rules):
     assert list(rows.columns) == list(ROW_COLUMNS)
     assert len(rows) and all(fnmatch.fnmatchcase(c, pattern) for c in rows["claim"])
     return rows
+
+
+def assert_no_fail(rows):
+    """Every row of a family's result table passed (the failing rows are shown otherwise)."""
+    bad = rows[rows["verdict"] == "FAIL"]
+    assert bad.empty, bad[["claim", "rule", "predicted", "measured", "note"]].to_string()

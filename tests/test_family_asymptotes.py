@@ -16,7 +16,7 @@ from sandbox.experiments.run_cache import cached
 from sandbox.traits import rule_traits
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import asymptotes as fam
-from family_runs import run_family
+from family_runs import assert_no_fail as _assert_pass, run_family
 from theory.effective_step_extra import (adai_momentum_factor, angular_step_mean_field,
                                          rootfree_stationary)
 from theory_rule_table import traits_for
@@ -34,11 +34,6 @@ def _small(monkeypatch):
 def shared(tmp_path_factory):
     """One output folder for the module: runs are cached by key, so tests share toy runs."""
     return tmp_path_factory.mktemp("asy")
-
-
-def _assert_pass(rows):
-    bad = rows[rows["verdict"] == "FAIL"]
-    assert bad.empty, bad[["claim", "rule", "predicted", "measured", "note"]].to_string()
 
 
 @pytest.mark.parametrize("rules", [["sgd"], ["sgdp", "adamp"], ["adam", "adai"]])

@@ -10,7 +10,7 @@ from sandbox.experiments.weight_decay import (equilibrium_setting, fit_exponents
                                               isotropic_traits, predict_equilibrium)
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import equilibria as fam
-from family_runs import run_family
+from family_runs import assert_no_fail as _assert_pass, run_family
 from theory.effective_step_extra import equilibrium_relaxation
 
 SMALL = {"replicas": 32, "x": 2e-3, "beta2": 0.9, "span": 6.5, "rf_steps": 500,
@@ -26,11 +26,6 @@ def _small(monkeypatch):
 def shared(tmp_path_factory):
     """One output folder for the module: runs are cached by key, so tests share toy runs."""
     return tmp_path_factory.mktemp("eq")
-
-
-def _assert_pass(rows):
-    bad = rows[rows["verdict"] == "FAIL"]
-    assert bad.empty, bad[["claim", "rule", "predicted", "measured", "note"]].to_string()
 
 
 @pytest.mark.parametrize("rules", [["sgd"], ["sgdp"], ["adamw"], ["adamp"]])

@@ -75,9 +75,10 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
     def state_like(p: Tensor, s: dict) -> bool:
         if dense_state is not None and id(p) in dense_state and p.is_contiguous():
             return True  # contiguous state of a contiguous parameter: the same layout
-        ok = all(dense_like(v, p) for v in s.values() if isinstance(v, Tensor) and v.dim() > 0)
-        if ok and dense_state is not None and s and p.is_contiguous() and all(
-                v.is_contiguous() for v in s.values() if isinstance(v, Tensor)):
+        arrays = [v for v in s.values() if isinstance(v, Tensor) and v.dim() > 0]
+        ok = all(dense_like(v, p) for v in arrays)
+        if ok and arrays and dense_state is not None and p.is_contiguous() and all(
+                v.is_contiguous() for v in arrays):
             dense_state.add(id(p))
         return ok
 

@@ -3,8 +3,9 @@
 Prints the table (claim, rule, predicted, measured, error, tolerance, verdict), writes
 ``verify.csv``, one PNG per claim family and ``report.md`` under ``--out``. Exit status 1 when a
 claim that should hold FAILs, 0 otherwise (REPORTED rows — open claims — never fail); 2 for bad
-input. A rerun with the same options resumes (families already saved are skipped) unless
-``--force``. See :mod:`sandbox.verify.runner`.
+input. A rerun with the same options resumes (families already saved by the same code are
+skipped; those saved by other code are rerun) unless ``--force``. See
+:mod:`sandbox.verify.runner`.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
     p.add_argument("--force", action="store_true",
-                   help="recompute every family even if saved results match the options")
+                   help="recompute every family even if saved results match the options and code")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op CPU threads (default 1: the checks run many small tensor "
                         "operations, where thread hand-offs cost more than they save)")

@@ -68,7 +68,11 @@ def write_report(table: pd.DataFrame, figures: dict[str, list[Path]], cfg: Verif
                  titles: dict[str, str], problems: dict[str, str] | None = None,
                  run_info: dict | None = None) -> Path:
     """Write ``cfg.out/report.md``: summary, then per family its figure(s), its rows, and the
-    notes of rows that did not PASS. Figure links are relative to the report."""
+    notes of rows that did not PASS. Figure links are relative to the report.
+
+    ``run_info`` (all optional): ``code`` (the code fingerprint, described, e.g. "sandbox 0.1.0,
+    source sha256 3f2a9c01be47"), ``elapsed_s``, ``timings`` (family → seconds), ``resumed`` and
+    ``rerun_for_code`` (family names)."""
     out = Path(cfg.out)
     problems, run_info = problems or {}, run_info or {}
     counts = table["verdict"].value_counts().to_dict() if not table.empty else {}
@@ -81,12 +85,16 @@ def write_report(table: pd.DataFrame, figures: dict[str, list[Path]], cfg: Verif
         "- table: [verify.csv](verify.csv) (one row per claim × rule × setting; `error_kind` says "
         "how `error` compares `measured` with `predicted`)",
     ]
+    if run_info.get("code"):
+        lines.append(f"- code: {run_info['code']}")
     if run_info:
         timing = ", ".join(f"{k} {v:.1f} s" for k, v in run_info.get("timings", {}).items())
+        rerun = ", ".join(run_info.get("rerun_for_code", ()))
         lines.append(f"- wall time {run_info.get('elapsed_s', float('nan')):.1f} s"
                      + (f" ({timing})" if timing else "")
                      + (f"; resumed from saved results: {', '.join(run_info['resumed'])}"
-                        if run_info.get("resumed") else ""))
+                        if run_info.get("resumed") else "")
+                     + (f"; rerun because the code changed: {rerun}" if rerun else ""))
     lines.append("")
     fails = table[table["verdict"] == "FAIL"] if not table.empty else table
     if len(fails):

@@ -14,9 +14,15 @@ A family advances the shared bar by iterating its work through ``cfg.progress(it
 just does not move for them.
 
 Outputs under ``cfg.out``: ``verify.csv`` (all rows, rewritten after each family: a crash loses
-nothing), ``verify_state.json`` (the options and the families done: a rerun with the same
-options resumes, skipping those, unless ``force``), ``<family>/…`` (each family's raw tables and
-PNG figures) and ``report.md`` (linking the figures).
+nothing), ``verify_state.json`` (the options, the code fingerprint and the families done, each
+with the fingerprint of the code that produced its rows), ``<family>/…`` (each family's raw
+tables and PNG figures) and ``report.md`` (linking the figures, naming the code).
+
+Resume: a rerun with the same options skips the families saved by the same code (see
+:mod:`sandbox.verify.code_version`) unless ``force``. A family saved by other code — or by code
+that recorded no fingerprint (older state files) — is rerun, its old rows dropped from
+``verify.csv`` at once (one line on stderr says which): the table never mixes rows of two code
+versions.
 """
 from __future__ import annotations
 
@@ -33,7 +39,9 @@ import pandas as pd
 from sandbox.cli.main import UsageError  # bad input: one line, exit status 2
 from sandbox.plotting import styled
 
+from . import code_version
 from .base import FAMILIES, ROW_COLUMNS, VerifyConfig
+from .code_version import CodeFingerprint
 from .report import format_table, write_report
 
 STATE = "verify_state.json"
@@ -94,25 +102,59 @@ def _options(cfg: VerifyConfig) -> dict:
     return {"quick": cfg.quick, "seed": cfg.seed, "only": cfg.only, "device": str(cfg.device)}
 
 
-def _load_state(out: Path, cfg: VerifyConfig, force: bool) -> tuple[list[str], pd.DataFrame]:
-    """Families already done under the same options, and their saved rows."""
+def _empty() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(ROW_COLUMNS))
+
+
+def _load_state(out: Path, cfg: VerifyConfig, force: bool,
+                code: CodeFingerprint) -> tuple[list[str], pd.DataFrame, list[str]]:
+    """(families done under the same options by the same ``code``, their saved rows, families
+    saved under the same options by other code — or with no fingerprint — whose rows are
+    dropped)."""
     state_path, table_path = out / STATE, out / TABLE
     if force or not state_path.exists() or not table_path.exists():
-        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
+        return [], _empty(), []
     try:
         state = json.loads(state_path.read_text())
         table = pd.read_csv(table_path, keep_default_na=False, na_values=[""])
     except (OSError, ValueError):
-        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
-    if state.get("options") != _options(cfg):
-        return [], pd.DataFrame(columns=list(ROW_COLUMNS))
-    done = [str(f) for f in state.get("done", [])]
-    return done, table[table["family"].isin(done)] if not table.empty else table
+        return [], _empty(), []
+    if not isinstance(state, dict) or state.get("options") != _options(cfg):
+        return [], _empty(), []
+    family_code = state.get("family_code")
+    family_code = family_code if isinstance(family_code, dict) else {}
+    saved = [str(f) for f in state.get("done", [])]
+    done = [f for f in saved if family_code.get(f) == code.id]
+    stale = [f for f in saved if f not in done]
+    if table.empty or "family" not in table.columns:
+        return done, _empty(), stale
+    return done, table[table["family"].isin(done)].reset_index(drop=True), stale
 
 
-def _save(out: Path, cfg: VerifyConfig, done: list[str], table: pd.DataFrame) -> None:
+def _save(out: Path, cfg: VerifyConfig, done: list[str], table: pd.DataFrame,
+          code: CodeFingerprint) -> None:
+    """Write ``verify.csv`` (``table``: rows of ``done`` only, all produced by ``code``), then
+    ``verify_state.json``."""
     table.to_csv(out / TABLE, index=False)
-    (out / STATE).write_text(json.dumps({"options": _options(cfg), "done": done}, indent=1))
+    state = {"options": _options(cfg),
+             "code": {"version": code.version, "source_sha256": code.source_sha256,
+                      "id": code.id},
+             "done": done,
+             "family_code": {name: code.id for name in done}}
+    (out / STATE).write_text(json.dumps(state, indent=1))
+
+
+def _code_changed_message(stale: list[str], fams: dict, code: CodeFingerprint) -> str:
+    """The stderr line naming the families whose saved rows came from other code."""
+    rerun = [n for n in stale if n in fams]
+    dropped = [n for n in stale if n not in fams]
+    parts = []
+    if rerun:
+        parts.append(f"rerunning {', '.join(rerun)}")
+    if dropped:
+        parts.append(f"dropped the saved rows of {', '.join(dropped)}")
+    return (f"verify: {'; '.join(parts)}: the code changed since their results were saved "
+            f"(now {code.describe()})")
 
 
 def _progress_factory(bar, planned: dict):
@@ -156,7 +198,11 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
     out = check_output_dir(cfg.out)
     fams = select_families(load_families() if families is None else families, cfg.only,
                            warn=lambda m: print(m, file=sys.stderr))
-    done, table = _load_state(out, cfg, force)
+    code = code_version.code_fingerprint()
+    done, table, stale = _load_state(out, cfg, force, code)
+    if stale:  # drop the other code's rows from disk now: a crash must not leave them behind
+        print(_code_changed_message(stale, fams, code), file=sys.stderr)
+        _save(out, cfg, done, table, code)
     todo = [n for n in fams if n not in done]
     total = 0
     for n in todo:
@@ -175,7 +221,7 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
             timings[name] = time.perf_counter() - t0
             table = pd.concat([table, rows], ignore_index=True) if len(table) else rows
             done.append(name)
-            _save(out, cfg, done, table)
+            _save(out, cfg, done, table, code)
     cfg.progress = None
     if cfg.only is not None and table.empty:
         raise UsageError(f"--only {cfg.only!r} matched no claim of the families that ran")
@@ -192,7 +238,8 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
     titles = {n: getattr(m, "TITLE", n) for n, m in fams.items()}
     write_report(table, figures, cfg, titles, problems,
                  {"elapsed_s": time.perf_counter() - start, "timings": timings,
-                  "resumed": [n for n in fams if n not in todo]})
+                  "resumed": [n for n in fams if n not in todo],
+                  "rerun_for_code": [n for n in stale if n in fams], "code": code.describe()})
     print(format_table(table), file=stream)
     fails = int((table["verdict"] == "FAIL").sum())
     counts = table["verdict"].value_counts().to_dict()

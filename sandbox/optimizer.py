@@ -44,6 +44,14 @@ class RuleOptimizer(torch.optim.Optimizer):
       is fast where available and the reference elsewhere, decided per step before anything is
       touched. ``last_impl`` says which one ran. Both give the same parameters and state up to
       float round-off, and their state dicts are interchangeable.
+    - a parameter whose dtype or device changed after its state was made (``model.double()``,
+      ``model.float()``, ``model.to('cuda')`` mid-run) takes its state along at its next step, on
+      both paths: every floating state tensor except the ``step`` counters is cast to the
+      parameter's dtype and moved to its device, as torch.optim's ``load_state_dict`` casts a
+      checkpoint's state (torch's own ``step()`` raises on such a mismatch instead). State a stage
+      keeps in full precision for 16-bit parameters (Adai's ``beta1_prod``) becomes float32 for
+      16-bit parameters and the parameter's dtype otherwise, as when it is created. Non-floating
+      state only moves. A step refused for non-finite gradients casts nothing.
     """
 
     def __init__(self, params, rule: RuleSpec, nonfinite: str = "raise", impl: str = "auto",
@@ -62,6 +70,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
         self.last_info: dict[Tensor, dict] = {}
         self._chains: dict[tuple, tuple] = {}
+        self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device) at its last step
         defaults = {**rule.defaults, **hyperparams, "replica_dims": 0}
         super().__init__(params, defaults)
 
@@ -88,6 +97,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         # torch adds 'differentiable' to the defaults: no hyperparameter of a rule, and
         # add_param_group would copy it into the new group and refuse it
         self.defaults.pop("differentiable", None)
+        self._layouts = {}  # rebuilt at the next step (the state now at hand is checked then)
         if "rule" in state:
             self.rule = _REGISTRY[state["rule"]] if isinstance(state["rule"], str) else state["rule"]
             self._fast, self._chains, self.last_info = None, {}, {}
@@ -164,6 +174,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             self.skipped_steps += 1
             return loss
         self._step_calls += 1
+        if self._follow_params(work) and self._fast is not None:
+            self._fast.reset()  # its plans and checks were made for the old dtypes/devices
         if self.impl != "reference" and self._fast_step(work):
             return loss
         self.last_impl = "reference"
@@ -193,6 +205,32 @@ class RuleOptimizer(torch.optim.Optimizer):
                 u = stage.update(u, ctx)
             self._apply(ctx, u)
         return loss
+
+    def _follow_params(self, work: list) -> bool:
+        """Cast the state of every parameter whose (dtype, device) is not the one it had at its
+        last step (or that is seen for the first time) to its parameter's (see the class
+        docstring). True when a parameter stepped before changed dtype or device."""
+        layouts, changed = self._layouts, False
+        for group, p in work:
+            now = (p.dtype, p.device)
+            before = layouts.get(id(p))
+            if before == now:
+                continue
+            layouts[id(p)] = now
+            changed = changed or before is not None
+            state = self.state.get(p)
+            if not state:
+                continue
+            full = {k for s in self._chain(group) for k in getattr(s, "FULL_PRECISION_STATE", ())}
+            for k, v in state.items():
+                if not isinstance(v, Tensor) or k == "step":  # torch's policy: counters stay put
+                    continue
+                dtype = v.dtype
+                if v.is_floating_point() and p.is_floating_point():
+                    dtype = torch.promote_types(p.dtype, torch.float32) if k in full else p.dtype
+                if v.dtype != dtype or v.device != p.device:
+                    state[k] = v.to(device=p.device, dtype=dtype)
+        return changed
 
     def _fast_step(self, work: list) -> bool:
         """Run the step on the fast path if every parameter qualifies; False to fall back."""

@@ -124,7 +124,10 @@ class FastExecutor:
         return total
 
     def reset(self) -> None:
-        """Forget cached checks and plans (after ``load_state_dict``)."""
+        """Forget cached checks and plans: after ``load_state_dict``, and when a parameter changed
+        dtype or device (the optimizer detects that per step and casts the state first). Plans,
+        the workspace budget, ``verified`` and ``dense_state`` hold only for the dtypes and
+        devices they were made for."""
         self.verified.clear()
         self.dense_state.clear()
         self._plans.clear()
@@ -168,11 +171,17 @@ class FastExecutor:
 
     # --- plans -------------------------------------------------------------------------------------
     def _chunks(self, gi: int, group: dict, params: list[Tensor], budget: dict) -> list:
-        key = (gi, tuple(id(p) for p in params), self._version)
+        """The group's chunks, cached. A plan depends on the parameters (which, and their
+        shapes, dtypes and devices: fixed for a plan, since the optimizer calls :meth:`reset` when
+        a parameter's dtype or device changes), on the workspace (``_version``) and, of the
+        group's settings, only on ``replica_dims`` (the rows, segments and replica shapes). The
+        stage chain and every hyperparameter (``project``, ``delta``, eps keys, ...) are read at
+        each step, and the projection's thresholds are cached per ``delta``."""
+        rd = int(group.get("replica_dims", 0))
+        key = (gi, rd, tuple(id(p) for p in params), self._version)
         if key in self._plans:
             self._plans.move_to_end(key)
             return self._plans[key]
-        rd = int(group.get("replica_dims", 0))
         runs: OrderedDict = OrderedDict()
         for p in params:
             runs.setdefault((p.dtype, p.device), []).append(p)

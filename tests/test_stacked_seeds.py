@@ -1,4 +1,4 @@
-"""K seeds as one stacked (vmapped) model equal K separate runs (float64, to round-off)."""
+"""K seeds as one stacked model (native layers or vmap) equal K separate runs (float64, to round-off)."""
 import math
 
 import numpy as np
@@ -50,9 +50,9 @@ def _separate(problem, rule, hp, seeds, steps, scales=None):
     return models, opts
 
 
-def _stacked(problem, rule, hp, seeds, steps, scales=None):
+def _stacked(problem, rule, hp, seeds, steps, scales=None, engine="auto"):
     order = DataOrder(len(problem.train[1]), problem.batch_size, seeds)
-    stack = StackedModels([problem.build(s) for s in seeds])
+    stack = StackedModels([problem.build(s) for s in seeds], engine=engine)
     opt = sandbox.create(rule, stack.param_groups(), **hp)
     x, y = problem.train
     for t in range(steps):
@@ -80,10 +80,12 @@ def _assert_same_state(stack, models):
         assert bool((err <= RTOL * ref).all()), f"{name}: relative error {(err / ref).tolist()}"
 
 
+@pytest.mark.parametrize("engine", ["native", "vmap"])
 @pytest.mark.parametrize("rule", sorted(RULES))
-def test_stacked_run_equals_separate_runs(problem, rule):
+def test_stacked_run_equals_separate_runs(problem, rule, engine):
     hp = RULES[rule]
-    stack, _ = _stacked(problem, rule, hp, SEEDS, STEPS)
+    stack, _ = _stacked(problem, rule, hp, SEEDS, STEPS, engine=engine)
+    assert stack.engine == engine
     models, _ = _separate(problem, rule, hp, SEEDS, STEPS)
     _assert_same_state(stack, models)  # weights AND BatchNorm buffers, replica by replica
     w0 = stack.params["body.0.weight"]

@@ -2,8 +2,10 @@
 
 Every parameter and buffer of the K models is stacked along a new leading replica axis
 (``torch.func.stack_module_state``), so a parameter of shape S becomes one leaf tensor of shape
-(K, *S). The forward pass maps the model's ``functional_call`` over that axis with ``vmap``, each
-replica reading its own batch; the loss is the SUM over replicas of each replica's mean batch
+(K, *S). The forward pass maps the model's ``functional_call`` over that axis with ``vmap`` —
+or, for the layer types of the named problems, runs each layer as one kernel over all replicas
+(:mod:`sandbox.training.stacked_forward`, the default where it applies) — each replica reading
+its own batch; the loss is the SUM over replicas of each replica's mean batch
 loss, so one ``backward`` gives every replica exactly the gradient of its own loss. The
 optimizer is the same :class:`sandbox.RuleOptimizer`, with one param group carrying
 ``replica_dims=1``: every reduction it takes (AdamP's norms and cosines, Adai's global mean of v̂)
@@ -24,16 +26,28 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from .stacked_forward import native_forward, native_layers
+
+ENGINES = ("auto", "native", "vmap")
+
 
 class StackedModels:
     """K models of one architecture as stacked tensors with a leading replica axis.
+
+    ``engine``: ``"vmap"`` maps ``functional_call`` over the replicas (any model);
+    ``"native"`` runs each layer as one kernel over all replicas
+    (:mod:`sandbox.training.stacked_forward`: the layer types of the named problems, faster on
+    a CPU); ``"auto"`` (default) picks native where the model allows, else vmap. ``self.engine``
+    says which runs.
 
     >>> stack = StackedModels([problem.build(s) for s in (0, 1, 2)])      # doctest: +SKIP
     >>> opt = sandbox.create("adamp", stack.param_groups(), lr=1e-3)     # doctest: +SKIP
     >>> logits = stack(x)            # x: (K, B, ...) per-replica batches, or (B, ...) shared
     """
 
-    def __init__(self, models: Sequence[nn.Module]):
+    def __init__(self, models: Sequence[nn.Module], engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"invalid engine={engine!r}: must be one of {ENGINES}")
         if not models:
             raise ValueError("StackedModels needs at least one model")
         kinds = {type(m) for m in models}
@@ -45,6 +59,12 @@ class StackedModels:
         self.params: dict[str, Tensor] = params
         self.buffers: dict[str, Tensor] = buffers
         self.training = True
+        plan = native_layers(self.template) if engine != "vmap" else None
+        if engine == "native" and plan is None:
+            raise ValueError(f"engine='native' does not support {type(models[0]).__name__}: its layers are "
+                             "outside sandbox.training.stacked_forward's set; use engine='vmap'")
+        self._native = plan
+        self.engine = "native" if plan is not None else "vmap"
 
     # --- the optimizer's view ---------------------------------------------------------------
     def parameters(self) -> list[Tensor]:
@@ -69,6 +89,10 @@ class StackedModels:
     def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
         """Logits (K, B, classes). ``x`` is (K, B, ...) — replica k reads ``x[k]`` — or, with
         ``shared=True``, (B, ...) read by every replica (evaluation on a common set)."""
+        if self._native is not None:
+            if shared:
+                x = x.unsqueeze(0).expand((self.K,) + tuple(x.shape))
+            return native_forward(self._native, self.params, self.buffers, x, self.K, self.training)
         return vmap(self._call, in_dims=(0, 0, None if shared else 0),
                     randomness="different")(self.params, self.buffers, x)
 

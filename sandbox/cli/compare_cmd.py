@@ -15,7 +15,7 @@ HELP = ("compare rules on a problem (tune lr on a log grid, then N seeds; or --d
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sandbox.compare.config import DEFAULT_OPTIMIZERS
+    from sandbox.compare.config import DEFAULT_LR_GRID_SPEC, DEFAULT_OPTIMIZERS
 
     p.add_argument("--problem", default="digits-bnmlp",
                    help="a named problem (default digits-bnmlp; see sandbox.problems)")
@@ -23,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="comma-separated rule names (default %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="seeds of each reported run (default 3)")
     p.add_argument("--lr-grid", default=None,
-                   help="tuning grid: 1e-3,1e-2,0.1 or LO:HI:N log-spaced (default 1e-4:1:9)")
+                   help="tuning grid: 1e-3,1e-2,0.1 or LO:HI:N log-spaced (default "
+                        f"{DEFAULT_LR_GRID_SPEC}; given so or left out, it is the same grid)")
     p.add_argument("--defaults", action="store_true",
                    help="no tuning: run each rule at its published defaults")
     p.add_argument("--epochs", type=float, default=None, help="budget (default: the problem's)")
@@ -86,6 +87,21 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    """Run the comparison; Ctrl-C ends it with one line and exit status 130 (128 + SIGINT): the
+    runs finished so far are on disk, the folder's lock is released, and the same command
+    resumes."""
+    state = {"out": None}
+    try:
+        return _run(args, state)
+    except KeyboardInterrupt:
+        out = state["out"]
+        where = (f"finished runs are saved in {out}; rerun the same command to resume"
+                 if out is not None else "nothing was run or written")
+        print(f"compare interrupted; {where}", file=sys.stderr)
+        return 130
+
+
+def _run(args, state: dict) -> int:
     from sandbox.cli.main import UsageError
     from sandbox.compare import compare, format_summary, open_comparison
     from sandbox.problems import DataMissingError
@@ -104,9 +120,14 @@ def run(args) -> int:
         cfg = config_from_args(args)
         out = Path(args.out or f"results/compare/{cfg.problem}-{cfg.mode}")
         opened = open_comparison(cfg, out)
+        state["out"] = out
     except (ValueError, DataMissingError) as e:
         raise UsageError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    summary = compare(cfg, out, progress=not args.quiet, figures=not args.no_figures, opened=opened)
+    try:
+        summary = compare(cfg, out, progress=not args.quiet, figures=not args.no_figures,
+                          opened=opened)
+    finally:  # compare releases the folder's lock itself; this covers a Ctrl-C before it starts
+        opened[1].close()
     print(format_summary(summary))
     for _, row in summary.iterrows():
         if isinstance(row.get("note"), str) and row["note"]:

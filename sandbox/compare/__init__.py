@@ -19,7 +19,8 @@ from .config import (DEFAULT_LR_GRID, DEFAULT_OPTIMIZERS, CompareConfig, parse_h
 from .effective_step import effective_step_table
 from .figures import make_figures
 from .protocol import Plan, build_problem, open_comparison, run_compare, select_best
-from .store import ConfigMismatch, ResultStore, RunKey
+from .lock import FolderBusy, FolderLock
+from .store import ConfigMismatch, ResultStore, RunKey, write_atomic, write_csv
 from .summary import format_summary, run_table, summary_table, t_interval, tuning_table
 
 
@@ -27,14 +28,23 @@ def compare(cfg: CompareConfig, out: str | Path, progress: bool = True, figures:
             log=None, opened=None) -> pd.DataFrame:
     """Run or resume ``cfg`` into ``out``; write ``runs.csv``, ``summary.csv``, ``tuning.csv``
     (tune mode) and the figures; return the summary (one row per rule, in ``cfg.optimizers``'
-    order). ``opened``: :func:`open_comparison`'s result, if the caller checked the input first."""
+    order). ``opened``: :func:`open_comparison`'s result, if the caller checked the input first.
+    The folder's lock is released when this returns or raises (Ctrl-C included)."""
     opened = opened or open_comparison(cfg, out)
+    try:
+        return _compare(cfg, out, progress, figures, log, opened)
+    finally:
+        opened[1].close()
+
+
+def _compare(cfg: CompareConfig, out: str | Path, progress: bool, figures: bool, log,
+             opened) -> pd.DataFrame:
     plan = run_compare(cfg, out, progress=progress, log=log, opened=opened)
     out, store = Path(out), opened[1]
     target = plan.target
     keys = [k for rule in cfg.optimizers for k in plan.final.get(rule, [])]
     runs = run_table(store, keys, target)
-    runs.to_csv(out / "runs.csv", index=False)
+    write_csv(runs, out / "runs.csv")
     summary = summary_table(runs, target) if len(runs) else pd.DataFrame()
     for rule in cfg.optimizers:  # rules whose whole grid diverged still get a row
         if rule not in set(summary.get("rule", [])):
@@ -47,15 +57,16 @@ def compare(cfg: CompareConfig, out: str | Path, progress: bool = True, figures:
             summary = pd.concat([summary, row], ignore_index=True)
     order = {r: i for i, r in enumerate(cfg.optimizers)}
     summary = summary.sort_values("rule", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
-    summary.to_csv(out / "summary.csv", index=False)
+    write_csv(summary, out / "summary.csv")
     if plan.tune:
-        tuning_table(store, plan).to_csv(out / "tuning.csv", index=False)
+        write_csv(tuning_table(store, plan), out / "tuning.csv")
     if figures:
         make_figures(out)
     return summary
 
 
 __all__ = ["compare", "CompareConfig", "validate", "parse_lr_grid", "parse_hp", "run_compare",
-           "select_best", "open_comparison", "Plan", "ResultStore", "RunKey", "ConfigMismatch", "make_figures",
+           "select_best", "open_comparison", "Plan", "ResultStore", "RunKey", "ConfigMismatch", "FolderBusy",
+           "FolderLock", "write_atomic", "write_csv", "make_figures",
            "effective_step_table", "run_table", "summary_table", "tuning_table", "format_summary",
            "t_interval", "DEFAULT_LR_GRID", "DEFAULT_OPTIMIZERS", "build_problem"]

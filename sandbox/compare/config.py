@@ -22,10 +22,37 @@ from ..problems import check_problem_name
 MODES = ("tune", "defaults")
 ENGINES = ("auto", "stacked", "loop")
 DEFAULT_OPTIMIZERS = ("sgd", "sgdp", "adamw", "adamp", "adai")
+FORMAT_VERSION = 1
+LR_REL_TOL = 1e-9  # two grids whose lrs agree to this are one grid (float noise of their spelling)
+
+
+def log_grid(lo: float, hi: float, n: int) -> tuple[float, ...]:
+    """``n`` log-spaced values from ``lo`` to ``hi``, each rounded to 6 significant digits (the
+    precision of run ids): the one form of a LO:HI:N grid, whether given or the default."""
+    return tuple(float(f"{x:.6g}") for x in np.geomspace(lo, hi, n))
+
+
 # DeepOBS-style log grid (Schneider, Balles & Hennig, ICLR 2019, tune the learning rate on a
 # log grid): half decades from 1e-4 to 1, wide enough for Adam-scale and SGD-scale rules alike.
-DEFAULT_LR_GRID = tuple(float(f"{x:.3g}") for x in np.logspace(-4, 0, 9))
-FORMAT_VERSION = 1
+# The same floats as ``--lr-grid 1e-4:1:9``.
+DEFAULT_LR_GRID_SPEC = "1e-4:1:9"
+DEFAULT_LR_GRID = log_grid(1e-4, 1.0, 9)
+# The default grid as folders made before it was built by log_grid hold it (3 digits: 0.000316
+# where log_grid gives 0.000316228); such a folder still resumes under the default grid.
+LEGACY_DEFAULT_LR_GRID = tuple(float(f"{x:.3g}") for x in np.logspace(-4, 0, 9))
+
+
+def same_lr_grid(have: Sequence[float], want: Sequence[float]) -> bool:
+    """Whether ``have`` (a folder's grid) and ``want`` are one grid: the same lrs in the same
+    order up to :data:`LR_REL_TOL`, or the default grid in its old and its current form."""
+    try:
+        have, want = tuple(float(x) for x in have), tuple(float(x) for x in want)
+    except (TypeError, ValueError):
+        return False
+    if len(have) == len(want) and all(math.isclose(a, b, rel_tol=LR_REL_TOL)
+                                      for a, b in zip(have, want)):
+        return True
+    return want == DEFAULT_LR_GRID and have == LEGACY_DEFAULT_LR_GRID
 
 
 @dataclass
@@ -160,7 +187,7 @@ def parse_lr_grid(text: str) -> tuple[float, ...]:
             if not (0 < lo < math.inf and 0 < hi < math.inf):
                 raise ValueError(f"invalid --lr-grid {text!r}: LO and HI must be > 0 and finite "
                                  "for a log grid")
-            return tuple(float(f"{x:.6g}") for x in np.geomspace(lo, hi, n))
+            return log_grid(lo, hi, n)
         return tuple(float(x) for x in text.split(",") if x.strip())
     except ValueError as e:
         if str(e).startswith("invalid --lr-grid"):

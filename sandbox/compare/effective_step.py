@@ -29,6 +29,8 @@ import pandas as pd
 import theory
 from sandbox.traits import rule_traits
 
+from .store import write_csv
+
 
 def load_probes(out: Path, recs: pd.DataFrame, rule: str) -> pd.DataFrame:
     """The probe records of the scale-invariant layers of a rule's reported runs."""
@@ -106,5 +108,5 @@ def effective_step_table(out: str | Path, recs: pd.DataFrame | None = None) -> p
     table = pd.DataFrame(rows)
     if not table.empty:
         table["ratio"] = table["measured_rms_delta"] / table["predicted_rms_delta"]
-        table.to_csv(out / "effective_step.csv", index=False)
+        write_csv(table, out / "effective_step.csv")
     return table

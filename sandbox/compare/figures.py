@@ -20,6 +20,7 @@ import pandas as pd
 import seaborn as sns
 
 from .effective_step import effective_step_table, load_probes, predicted_curve
+from .store import write_atomic
 from .summary import t_interval
 from ..plotting import styled
 
@@ -78,7 +79,7 @@ def _curves(out: Path, recs: pd.DataFrame, fig_dir: Path) -> Path:
                  + (f" ({n_div} diverged run(s) left out)" if n_div else ""))
     fig.tight_layout()
     path = fig_dir / "curves.png"
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     return path
 
 
@@ -100,7 +101,7 @@ def _lr_sensitivity(out: Path, fig_dir: Path) -> Path:
     ax.legend()
     fig.tight_layout()
     path = fig_dir / "lr_sensitivity.png"
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     return path
 
 
@@ -133,5 +134,5 @@ def _effective_step(out: Path, recs: pd.DataFrame, eff: pd.DataFrame, fig_dir: P
                  "vs theory (dashed)")
     fig.tight_layout()
     path = fig_dir / "effective_step.png"
-    fig.savefig(path, dpi=120)
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     return path

@@ -24,7 +24,7 @@ import sandbox
 from ..problems import Problem, get_problem
 from ..training import resolve_hyperparameters, total_steps, train_seeds
 from .config import CompareConfig, validate
-from .store import ResultStore, RunKey
+from .store import ResultStore, RunKey, write_csv
 
 
 @dataclass
@@ -46,19 +46,28 @@ def build_problem(cfg: CompareConfig) -> Problem:
 
 def open_comparison(cfg: CompareConfig, out: str | Path) -> tuple[Problem, ResultStore]:
     """Check the configuration, build the problem and claim the folder ``out`` — everything that
-    can fail because of bad input (ValueError, DataMissingError), before any training."""
+    can fail because of bad input (ValueError, DataMissingError), before any training. The store
+    holds the folder's lock (:class:`~sandbox.compare.lock.FolderBusy` if another live process
+    does) until its ``close()``, which :func:`sandbox.compare.compare` calls when it ends."""
     validate(cfg)
     problem = build_problem(cfg)
-    return problem, ResultStore(out, cfg, problem.describe())
+    return problem, ResultStore(out, cfg, problem.describe(), lock=True)
 
 
 def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True,
                 log: Callable[[str], None] | None = None,
                 opened: tuple[Problem, ResultStore] | None = None) -> Plan:
     """Run (or resume) the comparison into ``out``; return the plan of runs it holds.
-    ``opened``: the result of :func:`open_comparison` if the caller already has it."""
+    ``opened``: the result of :func:`open_comparison` if the caller already has it (the caller
+    then releases its lock); otherwise the folder is opened, and released on return."""
+    if opened is None:
+        opened = open_comparison(cfg, out)
+        try:
+            return run_compare(cfg, out, progress=progress, log=log, opened=opened)
+        finally:
+            opened[1].close()
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    problem, store = opened or open_comparison(cfg, out)
+    problem, store = opened
     steps = total_steps(problem, cfg.epochs)
     plan = Plan({}, {}, {}, cfg.target or problem.target_accuracy)
     for rule in cfg.optimizers:
@@ -167,5 +176,5 @@ class _Filed:
         table = pd.read_csv(self.tmp)
         for replica, (path, seed) in enumerate(zip(self.paths, self.seeds)):
             part = table[table["replica"] == replica].assign(seed=seed, replica=0)
-            part.to_csv(path, index=False)
+            write_csv(part, path)
         self.tmp.unlink()

@@ -59,7 +59,7 @@ class Problem:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     fallback_hp: dict = field(default_factory=lambda: {"lr": 0.1})
-    stack_seeds: bool = True  # whether K seeds train faster stacked (vmap) than in a loop here
+    stack_seeds: bool = True  # whether K seeds train faster stacked (native or vmap) than in a loop here
     evals_per_epoch: int = 1  # default evaluation schedule of the training loops
     source: str = ""
     options: dict = field(default_factory=dict)

@@ -12,9 +12,7 @@ layouts in which the replica axis is free:
   ``Linear`` is ``bmm(W, h)`` (``baddbmm`` with a bias), whose weight gradient
   ``grad · hᵀ`` comes out in W's own (K, out, in) layout; a ``BatchNorm1d`` over these features
   is ``F.batch_norm`` on the free view ``(1, K·C, B)`` (K·C channels, statistics over the B
-  examples), affine transform fused; ``LayerNorm(C)`` is ``F.group_norm`` with K groups on
-  ``(B, K·C)`` (per example, per replica: the mean and biased variance over that replica's C
-  features, per-channel affine — LayerNorm's definition);
+  examples), affine transform fused;
 - **channels** layout ``(B, K·C, *spatial)`` for convolutions: ``Conv`` is the grouped
   convolution with ``K·groups`` groups and weight ``(K·C_out, C_in/groups, *k)`` — a free view
   of the stacked (K, C_out, C_in/groups, *k) weight — and ``BatchNorm``/``MaxPool``/``ReLU``
@@ -28,7 +26,17 @@ buffers against the ``vmap`` engine in float64, in training and evaluation mode)
 
 Models outside this set (other layer types, BatchNorm with cumulative averaging
 ``momentum=None``, padding modes other than zeros, dropout…) are run by ``vmap``:
-:func:`native_layers` returns ``None`` for them.
+:func:`native_layers` returns ``None`` for them. LayerNorm is left to ``vmap`` on purpose: its
+statistics run over the features of one example, which the features layout keeps strided; as
+``F.group_norm`` with K groups on a transposed copy it was measured 1.5–2× SLOWER than vmap
+(teacher-student, K = 16, 2 CPU threads: 11.1 against 4.7 ms per step).
+
+Measured side by side with a loop over K = 16 models (``python -m sandbox.benchmarks.stacked_seeds
+--engine native|vmap``, 2 CPU threads, sgd/adamp/adai): digits-bnmlp 4.7–5.1× native against
+2.5–3.3× vmap (2.2–3.9 against 5.7–7.6 ms per stacked step); teacher-student-bn 3.3–3.9× against
+2.0–2.8×; with 1 thread, digits 3.0–3.7× native. On mnist1d-bncnn native is ~20% faster than vmap
+but both lose to the loop: mkldnn's grouped convolution (K groups) runs at about half the speed
+of K dense ones (which is why that problem does not stack seeds on a CPU).
 """
 from __future__ import annotations
 
@@ -50,8 +58,6 @@ def _supported(m: nn.Module) -> bool:
         return m.start_dim == 1 and m.end_dim == -1
     if isinstance(m, _BATCH_NORMS):
         return m.momentum is not None  # cumulative averaging needs a per-replica factor
-    if isinstance(m, nn.LayerNorm):
-        return len(m.normalized_shape) == 1
     if isinstance(m, _CONVS):
         return m.padding_mode == "zeros"
     if isinstance(m, _POOLS):
@@ -112,15 +118,6 @@ def _batch_norm(m: nn.Module, h: Tensor, layout: str, P: dict, Bu: dict, pre: st
     return F.batch_norm(h.reshape(1, K * C, B), *args).view(K, C, B)
 
 
-def _layer_norm(m: nn.LayerNorm, h: Tensor, P: dict, pre: str, K: int) -> Tensor:
-    """LayerNorm over each replica's C features of each example: group_norm with K groups."""
-    Kk, C, B = h.shape
-    w, b = P.get(pre + "weight"), P.get(pre + "bias")
-    z = F.group_norm(h.permute(2, 0, 1).reshape(B, K * C), K,
-                     None if w is None else w.reshape(-1), None if b is None else b.reshape(-1), m.eps)
-    return z.view(B, K, C).permute(1, 2, 0)
-
-
 def _conv(m: nn.Module, h: Tensor, P: dict, pre: str, K: int) -> Tensor:
     w, b = P[pre + "weight"], P.get(pre + "bias")
     w = w.reshape((K * w.shape[1],) + tuple(w.shape[2:]))
@@ -147,9 +144,6 @@ def native_forward(plan, params: dict, buffers: dict, x: Tensor, K: int, trainin
             h = torch.bmm(W, h) if b is None else torch.baddbmm(b.unsqueeze(-1), W, h)
         elif isinstance(m, _BATCH_NORMS):
             h = _batch_norm(m, h, layout, params, buffers, pre, K, training)
-        elif isinstance(m, nn.LayerNorm):
-            h = _layer_norm(m, _to_features(h, layout, K), params, pre, K)
-            layout = "features"
         elif isinstance(m, _CONVS):
             h = _conv(m, h, params, pre, K)
         elif isinstance(m, _POOLS):

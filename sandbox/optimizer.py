@@ -6,6 +6,7 @@ This per-tensor loop is the reference implementation of every rule.
 """
 from __future__ import annotations
 
+import operator
 from typing import Any, Callable, Optional
 
 import torch
@@ -22,6 +23,9 @@ IMPLS = ("auto", "fast", "reference")
 class NonFiniteGradientError(FloatingPointError):
     """A gradient holds NaN or Inf; the step was refused and nothing was changed."""
 
+
+_NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
+_DTYPE, _DEVICE = operator.attrgetter("dtype"), operator.attrgetter("device")
 
 class RuleOptimizer(torch.optim.Optimizer):
     """Runs ``rule`` (a :class:`~sandbox.registry.RuleSpec`) as a drop-in torch optimizer.
@@ -71,6 +75,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.last_info: dict[Tensor, dict] = {}
         self._chains: dict[tuple, tuple] = {}
         self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device) at its last step
+        self._layout_sig = None  # (ids, dtypes, devices) of the last step's parameters
         defaults = {**rule.defaults, **hyperparams, "replica_dims": 0}
         super().__init__(params, defaults)
 
@@ -97,7 +102,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         # torch adds 'differentiable' to the defaults: no hyperparameter of a rule, and
         # add_param_group would copy it into the new group and refuse it
         self.defaults.pop("differentiable", None)
-        self._layouts = {}  # rebuilt at the next step (the state now at hand is checked then)
+        self._layouts, self._layout_sig = {}, None  # rebuilt at the next step (the state now at hand is checked then)
         if "rule" in state:
             self.rule = _REGISTRY[state["rule"]] if isinstance(state["rule"], str) else state["rule"]
             self._fast, self._chains, self.last_info = None, {}, {}
@@ -139,10 +144,18 @@ class RuleOptimizer(torch.optim.Optimizer):
         if self.nonfinite == "ignore" or not grads:
             return True
         if len({g.device for g in grads}) == 1:
-            # One list kernel and one host sync: a NaN or ±inf anywhere makes that tensor's
-            # 1-norm non-finite. A finite 1-norm proves the tensor finite; a non-finite one may
-            # also be an overflow of the sum (huge float16 gradients), so it is confirmed below.
-            norms = torch._foreach_norm(grads, 1)
+            # One list kernel per precision and one host sync: a NaN or ±inf anywhere makes that
+            # tensor's 2-norm non-finite. A finite 2-norm proves the tensor finite; a non-finite
+            # one may also be an overflow of the sum of squares (|g| ≳ 1.8e19 in float32), so it
+            # is confirmed below. 16-bit gradients are normed in float32 (their own format would
+            # overflow at a norm of 65504 in float16). The 2-norm, not the 1-norm: torch's CPU
+            # list norm is vectorised for ord 2 only (measured 2.4 against 13.8 ms on 16.5M
+            # float32 gradients, 1.7 against 2.8 ms on 1000 small ones).
+            narrow = [g for g in grads if g.dtype in _NARROW]
+            wide = [g for g in grads if g.dtype not in _NARROW] if narrow else grads
+            norms = list(torch._foreach_norm(wide, 2)) if wide else []
+            if narrow:
+                norms += torch._foreach_norm(narrow, 2, dtype=torch.float32)
             if bool(torch.stack(norms).isfinite().all()):  # stack promotes mixed dtypes
                 return True
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
@@ -179,6 +192,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         if self.impl != "reference" and self._fast_step(work):
             return loss
         self.last_impl = "reference"
+        if self._fast is not None:  # the reference may create state the fast path has not seen
+            self._fast.torch_lists.clear()
 
         # Sweep 1: the stages up to the first reducing stage (and its reduce), for every parameter.
         self.last_info = {}
@@ -210,6 +225,11 @@ class RuleOptimizer(torch.optim.Optimizer):
         """Cast the state of every parameter whose (dtype, device) is not the one it had at its
         last step (or that is seen for the first time) to its parameter's (see the class
         docstring). True when a parameter stepped before changed dtype or device."""
+        params = [p for _, p in work]
+        sig = (list(map(id, params)), list(map(_DTYPE, params)), list(map(_DEVICE, params)))
+        if sig == self._layout_sig:  # the same tensors, as they were at the last step
+            return False
+        self._layout_sig = sig
         layouts, changed = self._layouts, False
         for group, p in work:
             now = (p.dtype, p.device)

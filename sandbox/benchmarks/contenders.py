@@ -19,6 +19,7 @@ import sandbox
 LR, WD, MOMENTUM = 1e-3, 1e-2, 0.9
 BASELINE = "torch AdamW (fused)"
 SGD_BASELINE = "torch SGD momentum (foreach)"
+CHECKED = "sandbox adamw, nonfinite check (default)"  # the others pass nonfinite="ignore"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ def contenders(device: torch.device, reference: bool = True) -> tuple[list[Conte
         if reference:
             out.append(Contender(f"sandbox {rule} (reference)", "sandbox", rule,
                                  _sandbox(rule, "reference", **hp), STATE_ARRAYS[rule]))
+    # the default nonfinite="raise" adds one list norm and one host sync per step: timed once
+    out.append(Contender(CHECKED, "sandbox", "adamw",
+                         lambda ps: sandbox.create("adamw", ps, **SANDBOX_HP["adamw"]), STATE_ARRAYS["adamw"]))
     opt = torch.optim
     for kind in ("foreach", "fused"):
         flag = {kind: True}

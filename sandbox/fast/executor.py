@@ -11,6 +11,8 @@ fallback to the reference never sees a half-made step.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Callable
 
 import torch
@@ -37,6 +39,34 @@ REDUCE_FORMS: dict[type, tuple[Callable, Callable]] = {
 MIN_BUDGET = 1 << 18  # elements: small tensors are batched into chunks of up to this size
 MAX_PLANS = 8
 _PENDING = object()
+
+
+# last_info of a parameter stepped by torch's kernels: no stage recorded anything (shared, read-only)
+NO_INFO = MappingProxyType({})
+
+
+class StepInfo(Mapping):
+    """``last_info`` of a fast step: the :class:`Info` of every parameter a stage chain stepped,
+    and :data:`NO_INFO` for every parameter torch's kernels stepped. That part of the mapping is
+    built on first use: hashing 1000s of tensors each step would cost more than a small step."""
+
+    def __init__(self, infos: dict, plain: list):
+        self._infos, self._plain, self._all = infos, plain, None
+
+    def _mapping(self) -> dict:
+        if self._all is None:
+            self._all = dict.fromkeys(self._plain, NO_INFO)
+            self._all.update(self._infos)
+        return self._all
+
+    def __getitem__(self, p):
+        return self._mapping()[p]
+
+    def __iter__(self):
+        return iter(self._mapping())
+
+    def __len__(self) -> int:
+        return len(self._mapping())
 
 
 class Info(dict):
@@ -101,6 +131,7 @@ class FastExecutor:
         self._version = 0
         self.verified: set[int] = set()  # ids of parameters whose state was checked (see reset)
         self.dense_state: set[int] = set()  # torch's kernels: parameters with contiguous state
+        self.torch_lists: dict = {}  # torch's Adam kernels: state tensor lists per parameter list
         self._budget = None
 
     def nbytes(self) -> int:
@@ -130,13 +161,21 @@ class FastExecutor:
         devices they were made for."""
         self.verified.clear()
         self.dense_state.clear()
+        self.torch_lists.clear()
         self._plans.clear()
         self._budget = None
 
     # --- eligibility -----------------------------------------------------------------------------
+    def _all_torch(self) -> bool:
+        """Every param group's chain is exactly one of torch's rules (its kernels check their own
+        inputs, and need no workspace): the per-parameter checks below are skipped."""
+        return all(torch_kind(self.opt._chain(g), g) is not None for g in self.opt.param_groups)
+
     def unsupported(self, work: list[tuple[dict, Tensor]]) -> str | None:
         """Why this step cannot take the fast path (None when it can). Touches nothing.
         State tensors are checked once per parameter (again after ``load_state_dict``)."""
+        if self._all_torch():
+            return None
         seen: dict = {}  # group -> None (torch's kernels: they check their inputs) or full-precision flag
         for group, p in work:
             if id(group) not in seen:
@@ -195,6 +234,8 @@ class FastExecutor:
 
     def _reserve(self, work) -> dict:
         """Grow the workspace to the largest tensor stepped by a stage chain (not by torch)."""
+        if self._all_torch():
+            return {}
         # keyed on each group's chain too: a structural change (e.g. project=True) can move a
         # group from torch's kernels to the list forms, which then need workspace
         chains = {id(g): id(self.opt._chain(g)) for g in self.opt.param_groups}
@@ -226,17 +267,22 @@ class FastExecutor:
         opt = self.opt
         budget = self._reserve(work)
         groups: OrderedDict = OrderedDict()
-        for group, p in work:
-            groups.setdefault(id(group), (group, []))[1].append(p)
+        if len(opt.param_groups) == 1:  # the common case, without a Python loop over the tensors
+            groups[id(work[0][0])] = (work[0][0], [p for _, p in work])
+        else:
+            for group, p in work:
+                groups.setdefault(id(group), (group, []))[1].append(p)
         index = {id(g): i for i, g in enumerate(opt.param_groups)}
         info: dict = {}
+        plain: list = []  # parameters stepped by torch's kernels: no diagnostics
         pending, sums = [], {}
         for gid, (group, params) in groups.items():
             stages = opt._chain(group)
             kind = torch_kind(stages, group)
             if kind is not None:
-                torch_step(kind, params, [opt.state[p] for p in params], group, self.dense_state)
-                info.update({p: Info() for p in params})
+                torch_step(kind, params, lambda ps=params: [opt.state[p] for p in ps], group,
+                           self.dense_state, self.torch_lists)
+                plain += params
                 continue
             rd, hp = int(group.get("replica_dims", 0)), _numbers(group)
             for chunk in self._chunks(index[gid], group, params, budget):
@@ -263,7 +309,7 @@ class FastExecutor:
             for stage in stages[i + 1:]:
                 d = FORMS[type(stage)](stage, d, fc)
             d.apply(fc.chunk)
-        opt.last_info = info
+        opt.last_info = StepInfo(info, plain) if plain else info
         # only parameters whose state the list forms checked (torch's kernels check nothing)
         for group, params in groups.values():
             if torch_kind(opt._chain(group), group) is None:

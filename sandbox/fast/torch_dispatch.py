@@ -17,7 +17,7 @@ keeps them on the host as the reference does (so no device→host synchronisatio
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 import torch.optim.adam as _torch_adam
@@ -25,6 +25,9 @@ import torch.optim.sgd as _torch_sgd
 from torch import Tensor
 
 from ..stages import add_decayed_weights, heavy_ball, scale_by_adam, scale_by_lr
+
+
+MAX_MEMO = 16  # lists of parameters whose Adam state lists are kept (one per param group, usually)
 
 
 def torch_kind(stages: tuple, hp) -> Optional[str]:
@@ -54,14 +57,18 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
-def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
-               dense_state: set | None = None) -> None:
+def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[dict]], hp,
+               dense_state: set | None = None, memo: dict | None = None) -> None:
     """One step of torch.optim's functional rule on ``params`` (all with gradients).
 
+    ``get_states()``: the parameters' state dicts (called only when needed).
     ``dense_state``: ids of parameters whose state tensors were found contiguous at an earlier
-    step (the caller keeps the set and clears it when the state is replaced, e.g. on
-    ``load_state_dict``); their state is not walked again, which matters with 1000s of tensors."""
+    step; their state is not walked again, which matters with 1000s of tensors. ``memo``: Adam's
+    lists of state tensors per list of parameters, kept between steps (torch's kernels update
+    them in place). The caller keeps both and clears them whenever the state may have been
+    replaced (``load_state_dict``, a dtype or device change)."""
     grads = [p.grad for p in params]
+    states = None
     # torch 2.13's fused CPU kernels walk every tensor as one dense block with the PARAMETER's
     # strides: a gradient or state tensor laid out differently (autograd's transposed gradient of a
     # batched matmul: errors of 0.17), or a parameter that is a strided slice of a bigger buffer
@@ -82,10 +89,17 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
             dense_state.add(id(p))
         return ok
 
-    fused = params[0].device.type == "cpu" and all(
-        dense_like(p, p) and dense_like(g, p) and state_like(p, s)
-        for p, g, s in zip(params, grads, states))
+    fused = params[0].device.type == "cpu"
+    # the common case, in C-level loops: contiguous p and p.grad (torch's grad setter and
+    # AccumulateGrad guarantee p's shape) and state already found dense
+    if fused and not (dense_state is not None and dense_state.issuperset(map(id, params))
+                      and all(map(Tensor.is_contiguous, params))
+                      and all(map(Tensor.is_contiguous, grads))):
+        states = get_states()
+        fused = all(dense_like(p, p) and dense_like(g, p) and state_like(p, s)
+                    for p, g, s in zip(params, grads, states))
     if kind == "sgd":
+        states = states if states is not None else get_states()
         # torch 2.13's fused CPU SGD silently leaves 16-bit parameters unchanged (measured: a
         # bfloat16/float16 step is a no-op); its foreach kernel is correct there.
         fused = fused and all(p.dtype in (torch.float32, torch.float64) for p in params)
@@ -107,14 +121,24 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
                 for i, b in zip(idx, bufs):
                     states[i]["momentum_buffer"] = b
         return
-    for p, s in zip(params, states):
-        if "step" not in s:
-            s["step"] = torch.tensor(0.0, dtype=torch.float32)
-            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    key = tuple(map(id, params))
+    lists = memo.get(key) if memo is not None else None
+    if lists is None:
+        states = states if states is not None else get_states()
+        for p, s in zip(params, states):
+            if "step" not in s:
+                s["step"] = torch.tensor(0.0, dtype=torch.float32)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        lists = ([s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                 [s["step"] for s in states])
+        if memo is not None:
+            if len(memo) >= MAX_MEMO:
+                memo.clear()
+            memo[key] = lists
     beta1, beta2 = hp["betas"]
     fn = _torch_adam.adam
-    fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-       [s["step"] for s in states], foreach=not fused, fused=fused,
+    exp_avgs, exp_avg_sqs, steps = lists
+    fn(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=not fused, fused=fused,
        decoupled_weight_decay=(kind == "adamw"), amsgrad=False, beta1=beta1, beta2=beta2,
        lr=hp["lr"], weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False)

@@ -26,6 +26,7 @@ class NonFiniteGradientError(FloatingPointError):
 
 _NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
 _DTYPE, _DEVICE = operator.attrgetter("dtype"), operator.attrgetter("device")
+_GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 
 class RuleOptimizer(torch.optim.Optimizer):
     """Runs ``rule`` (a :class:`~sandbox.registry.RuleSpec`) as a drop-in torch optimizer.
@@ -178,10 +179,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         work = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
-        for _, p in work:
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
-        if not self._grads_finite([p.grad for _, p in work]):
+        grads = list(map(_GRAD, (p for _, p in work)))
+        if any(map(_IS_SPARSE, grads)):
+            raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
+        if not self._grads_finite(grads):
             if self.nonfinite == "raise":
                 raise NonFiniteGradientError(self._nonfinite_message())
             self.skipped_steps += 1

@@ -25,7 +25,7 @@ class NonFiniteGradientError(FloatingPointError):
 
 
 _NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
-_DTYPE, _DEVICE = operator.attrgetter("dtype"), operator.attrgetter("device")
+_DTYPE, _DEVICE, _SHAPE = (operator.attrgetter(a) for a in ("dtype", "device", "shape"))
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -75,8 +75,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
         self.last_info: dict[Tensor, dict] = {}
         self._chains: dict[tuple, tuple] = {}
-        self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device) at its last step
-        self._layout_sig = None  # (ids, dtypes, devices) of the last step's parameters
+        self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device, shape) at its last step
+        self._layout_sig = None  # (ids, dtypes, devices, shapes) of the last step's parameters
         defaults = {**rule.defaults, **hyperparams, "replica_dims": 0}
         super().__init__(params, defaults)
 
@@ -189,12 +189,10 @@ class RuleOptimizer(torch.optim.Optimizer):
             return loss
         self._step_calls += 1
         if self._follow_params(work) and self._fast is not None:
-            self._fast.reset()  # its plans and checks were made for the old dtypes/devices
+            self._fast.reset()  # its plans and checks were made for the old layouts
         if self.impl != "reference" and self._fast_step(work):
             return loss
         self.last_impl = "reference"
-        if self._fast is not None:  # the reference may create state the fast path has not seen
-            self._fast.torch_lists.clear()
 
         # Sweep 1: the stages up to the first reducing stage (and its reduce), for every parameter.
         self.last_info = {}
@@ -225,15 +223,18 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _follow_params(self, work: list) -> bool:
         """Cast the state of every parameter whose (dtype, device) is not the one it had at its
         last step (or that is seen for the first time) to its parameter's (see the class
-        docstring). True when a parameter stepped before changed dtype or device."""
+        docstring). True when a parameter stepped before changed dtype, device or shape (``p.data
+        = ...``: the caches of the fast path then no longer hold, and torch's fused kernels must
+        not be handed state of another shape)."""
         params = [p for _, p in work]
-        sig = (list(map(id, params)), list(map(_DTYPE, params)), list(map(_DEVICE, params)))
+        sig = (list(map(id, params)), list(map(_DTYPE, params)), list(map(_DEVICE, params)),
+               list(map(_SHAPE, params)))
         if sig == self._layout_sig:  # the same tensors, as they were at the last step
             return False
         self._layout_sig = sig
         layouts, changed = self._layouts, False
         for group, p in work:
-            now = (p.dtype, p.device)
+            now = (p.dtype, p.device, p.shape)
             before = layouts.get(id(p))
             if before == now:
                 continue

@@ -131,7 +131,6 @@ class FastExecutor:
         self._version = 0
         self.verified: set[int] = set()  # ids of parameters whose state was checked (see reset)
         self.dense_state: set[int] = set()  # torch's kernels: parameters with contiguous state
-        self.torch_lists: dict = {}  # torch's Adam kernels: state tensor lists per parameter list
         self._budget = None
 
     def nbytes(self) -> int:
@@ -156,12 +155,11 @@ class FastExecutor:
 
     def reset(self) -> None:
         """Forget cached checks and plans: after ``load_state_dict``, and when a parameter changed
-        dtype or device (the optimizer detects that per step and casts the state first). Plans,
-        the workspace budget, ``verified`` and ``dense_state`` hold only for the dtypes and
-        devices they were made for."""
+        dtype, device or shape (the optimizer detects that per step and casts the state first).
+        Plans, the workspace budget, ``verified`` and ``dense_state`` hold only for the shapes,
+        dtypes and devices they were made for."""
         self.verified.clear()
         self.dense_state.clear()
-        self.torch_lists.clear()
         self._plans.clear()
         self._budget = None
 
@@ -212,7 +210,7 @@ class FastExecutor:
     def _chunks(self, gi: int, group: dict, params: list[Tensor], budget: dict) -> list:
         """The group's chunks, cached. A plan depends on the parameters (which, and their
         shapes, dtypes and devices: fixed for a plan, since the optimizer calls :meth:`reset` when
-        a parameter's dtype or device changes), on the workspace (``_version``) and, of the
+        a parameter's dtype, device or shape changes), on the workspace (``_version``) and, of the
         group's settings, only on ``replica_dims`` (the rows, segments and replica shapes). The
         stage chain and every hyperparameter (``project``, ``delta``, eps keys, ...) are read at
         each step, and the projection's thresholds are cached per ``delta``."""
@@ -281,7 +279,7 @@ class FastExecutor:
             kind = torch_kind(stages, group)
             if kind is not None:
                 torch_step(kind, params, lambda ps=params: [opt.state[p] for p in ps], group,
-                           self.dense_state, self.torch_lists)
+                           self.dense_state)
                 plain += params
                 continue
             rd, hp = int(group.get("replica_dims", 0)), _numbers(group)

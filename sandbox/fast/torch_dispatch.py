@@ -27,9 +27,6 @@ from torch import Tensor
 from ..stages import add_decayed_weights, heavy_ball, scale_by_adam, scale_by_lr
 
 
-MAX_MEMO = 16  # lists of parameters whose Adam state lists are kept (one per param group, usually)
-
-
 def torch_kind(stages: tuple, hp) -> Optional[str]:
     """'sgd', 'adam', 'adamw' when the chain is exactly that torch rule, else None."""
     kinds = tuple(type(s) for s in stages)
@@ -58,15 +55,15 @@ def _dense(t: Tensor) -> bool:
 
 
 def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[dict]], hp,
-               dense_state: set | None = None, memo: dict | None = None) -> None:
+               dense_state: set | None = None) -> None:
     """One step of torch.optim's functional rule on ``params`` (all with gradients).
 
     ``get_states()``: the parameters' state dicts (called only when needed).
     ``dense_state``: ids of parameters whose state tensors were found contiguous at an earlier
-    step; their state is not walked again, which matters with 1000s of tensors. ``memo``: Adam's
-    lists of state tensors per list of parameters, kept between steps (torch's kernels update
-    them in place). The caller keeps both and clears them whenever the state may have been
-    replaced (``load_state_dict``, a dtype or device change)."""
+    step; their state is not walked again, which matters with 1000s of tensors. The caller keeps
+    the set and clears it whenever the state may have been replaced (``load_state_dict``, a
+    dtype, device or shape change). Adam's lists of state tensors are read from the state dicts
+    at every step, as torch.optim does: a user may clear or replace ``opt.state`` entries."""
     grads = [p.grad for p in params]
     states = None
     # torch 2.13's fused CPU kernels walk every tensor as one dense block with the PARAMETER's
@@ -121,24 +118,15 @@ def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[di
                 for i, b in zip(idx, bufs):
                     states[i]["momentum_buffer"] = b
         return
-    key = tuple(map(id, params))
-    lists = memo.get(key) if memo is not None else None
-    if lists is None:
-        states = states if states is not None else get_states()
-        for p, s in zip(params, states):
-            if "step" not in s:
-                s["step"] = torch.tensor(0.0, dtype=torch.float32)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        lists = ([s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
-                 [s["step"] for s in states])
-        if memo is not None:
-            if len(memo) >= MAX_MEMO:
-                memo.clear()
-            memo[key] = lists
+    states = states if states is not None else get_states()
+    for p, s in zip(params, states):
+        if "step" not in s:
+            s["step"] = torch.tensor(0.0, dtype=torch.float32)
+            s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     beta1, beta2 = hp["betas"]
     fn = _torch_adam.adam
-    exp_avgs, exp_avg_sqs, steps = lists
-    fn(params, grads, exp_avgs, exp_avg_sqs, [], steps, foreach=not fused, fused=fused,
+    fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+       [s["step"] for s in states], foreach=not fused, fused=fused,
        decoupled_weight_decay=(kind == "adamw"), amsgrad=False, beta1=beta1, beta2=beta2,
        lr=hp["lr"], weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False)

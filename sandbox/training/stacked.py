@@ -92,7 +92,7 @@ class StackedModels:
         if self._native is not None:
             if shared:
                 x = x.unsqueeze(0).expand((self.K,) + tuple(x.shape))
-            return native_forward(self._native, self.params, self.buffers, x, self.K, self.training)
+            return native_forward(self._native, self.params, self.buffers, x, self.K)
         return vmap(self._call, in_dims=(0, 0, None if shared else 0),
                     randomness="different")(self.params, self.buffers, x)
 

@@ -25,7 +25,8 @@ replica k's numbers apart (``tests/test_stacked_forward.py`` checks the values, 
 buffers against the ``vmap`` engine in float64, in training and evaluation mode).
 
 Models outside this set (other layer types, BatchNorm with cumulative averaging
-``momentum=None``, padding modes other than zeros, dropout…) are run by ``vmap``:
+``momentum=None``, padding modes other than zeros, dropout…, or a layer on a layout it is not
+written for, e.g. a Linear on a non-flat input) are run by ``vmap``:
 :func:`native_layers` returns ``None`` for them. LayerNorm is left to ``vmap`` on purpose: its
 statistics run over the features of one example, which the features layout keeps strided; as
 ``F.group_norm`` with K groups on a transposed copy it was measured 1.5–2× SLOWER than vmap
@@ -51,7 +52,20 @@ _CONVS = (nn.Conv1d, nn.Conv2d)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d)
 
 
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def _plain(m: nn.Module) -> bool:
+    """No hook on the module: the native forward calls no module, so it would skip them."""
+    return not any(getattr(m, h, None) for h in _HOOKS)
+
+
 def _supported(m: nn.Module) -> bool:
+    # exact types: a subclass (a parametrized layer such as weight_norm's, a custom forward)
+    # computes something else from other parameters
+    if type(m) not in (nn.Linear, nn.ReLU, nn.Identity, nn.Flatten) + _BATCH_NORMS + _CONVS + _POOLS \
+            or not _plain(m):
+        return False
     if isinstance(m, (nn.Linear, nn.ReLU, nn.Identity)):
         return True
     if isinstance(m, nn.Flatten):
@@ -70,12 +84,32 @@ def native_layers(template: nn.Module) -> tuple[tuple[int, ...], list[tuple[str,
     ``body`` Sequential of supported layers (the :class:`sandbox.problems.models.NormNet` form),
     else ``None`` (the caller uses ``vmap``)."""
     body, shape = getattr(template, "body", None), getattr(template, "input_shape", None)
-    if not isinstance(body, nn.Sequential) or shape is None or type(template).forward is not _normnet_forward():
+    if (type(body) is not nn.Sequential or shape is None or type(template).forward is not _normnet_forward()
+            or not (_plain(template) and _plain(body))):
         return None
     layers = [(f"body.{name}.", m) for name, m in body.named_children()]
-    if not all(_supported(m) for _, m in layers):
+    if not all(_supported(m) for _, m in layers) or not _layouts_fit(tuple(shape), layers):
         return None
     return tuple(shape), layers
+
+
+def _layouts_fit(shape: tuple[int, ...], layers) -> bool:
+    """Whether every layer meets the layout it is written for: ``Linear`` the features layout
+    (a 1-D input or after ``Flatten``: on more axes it acts on the last one only), ``Conv``/
+    ``MaxPool`` the channels layout with their number of spatial axes, ``BatchNorm1d`` features
+    or one spatial axis, ``BatchNorm2d`` two."""
+    spatial = len(shape) - 1  # 0: the features layout
+    for _, m in layers:
+        if isinstance(m, nn.Flatten):
+            spatial = 0
+        elif isinstance(m, nn.Linear):
+            if spatial:
+                return False
+        elif isinstance(m, _BATCH_NORMS + _CONVS + _POOLS):
+            one = isinstance(m, (nn.BatchNorm1d, nn.Conv1d, nn.MaxPool1d))
+            if spatial != (1 if one else 2) and not (spatial == 0 and isinstance(m, nn.BatchNorm1d)):
+                return False
+    return True
 
 
 def _normnet_forward():
@@ -102,14 +136,17 @@ def _input(x: Tensor, shape: Sequence[int], K: int) -> tuple[Tensor, str]:
     return x.reshape((K, B) + tuple(shape)).transpose(0, 1).reshape((B, K * shape[0]) + tuple(shape[1:])), "channels"
 
 
-def _batch_norm(m: nn.Module, h: Tensor, layout: str, P: dict, Bu: dict, pre: str, K: int,
-                training: bool) -> Tensor:
-    """``nn.BatchNorm*`` semantics (training flag, running statistics, counter) over K·C channels."""
+def _batch_norm(m: nn.Module, h: Tensor, layout: str, P: dict, Bu: dict, pre: str, K: int) -> Tensor:
+    """``nn.BatchNorm*`` semantics (the module's training flag, running statistics, counter) over
+    K·C channels."""
+    training = m.training  # the template's flag, as functional_call reads it (a frozen BN stays so)
     rm, rv = Bu.get(pre + "running_mean"), Bu.get(pre + "running_var")
     if training and m.track_running_stats and (pre + "num_batches_tracked") in Bu:
         Bu[pre + "num_batches_tracked"].add_(1)
     flat = lambda t: None if t is None else t.reshape(-1)  # noqa: E731  (K, C) → (K·C,) view
     use_batch_stats = training or (rm is None and rv is None)
+    if training and not m.track_running_stats:  # buffers kept but not updated, as nn does
+        rm = rv = None
     args = (flat(rm), flat(rv), flat(P.get(pre + "weight")), flat(P.get(pre + "bias")),
             use_batch_stats, m.momentum, m.eps)
     if layout == "channels":
@@ -131,9 +168,10 @@ def _pool(m: nn.Module, h: Tensor) -> Tensor:
     return pool(h, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode)
 
 
-def native_forward(plan, params: dict, buffers: dict, x: Tensor, K: int, training: bool) -> Tensor:
+def native_forward(plan, params: dict, buffers: dict, x: Tensor, K: int) -> Tensor:
     """Logits (K, B, ...) of the K stacked models on per-replica inputs ``x`` (K, B, ...);
-    ``plan`` from :func:`native_layers`. Same numbers as ``vmap(functional_call)``."""
+    ``plan`` from :func:`native_layers`. Same numbers as ``vmap(functional_call)``: each layer
+    in its own training mode (the template's, which ``StackedModels.train`` sets)."""
     shape, layers = plan
     h, layout = _input(x, shape, K)
     for pre, m in layers:
@@ -143,7 +181,7 @@ def native_forward(plan, params: dict, buffers: dict, x: Tensor, K: int, trainin
             W, b = params[pre + "weight"], params.get(pre + "bias")
             h = torch.bmm(W, h) if b is None else torch.baddbmm(b.unsqueeze(-1), W, h)
         elif isinstance(m, _BATCH_NORMS):
-            h = _batch_norm(m, h, layout, params, buffers, pre, K, training)
+            h = _batch_norm(m, h, layout, params, buffers, pre, K)
         elif isinstance(m, _CONVS):
             h = _conv(m, h, params, pre, K)
         elif isinstance(m, _POOLS):

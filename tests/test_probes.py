@@ -327,3 +327,21 @@ def test_probe_on_cuda_matches_cpu():
     for k in ("norm", "delta", "tangential", "cos_channel"):
         np.testing.assert_allclose(tables[0][k], tables[1][k], rtol=1e-6, atol=1e-12, err_msg=k)
     assert (tables[0].detected == tables[1].detected).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("n,ties", [(10, 0.0), (128, 0.6), (7808, 0.0), (16384, 0.3)])
+def test_quantiles_are_the_nearest_order_statistics(dtype, n, ties):
+    """The probe's per-row quantiles (numpy's selection on the CPU, kthvalue for 16-bit) equal
+    the order statistics nearest to q·(n−1), taken from a full sort, ties included."""
+    from sandbox.probes.probe import _quantiles
+
+    g = torch.Generator().manual_seed(n)
+    x = torch.rand(3, n, generator=g, dtype=torch.float64)
+    x[x < ties] = 0.25
+    x = x.to(dtype)
+    qs = (0.05, 0.5, 0.95)
+    got = _quantiles(x, qs)
+    ref = torch.sort(x, dim=-1).values[:, [round(q * (n - 1)) for q in qs]].T
+    assert got.dtype == dtype and got.shape == (3, 3)
+    assert torch.equal(got, ref)

@@ -88,12 +88,17 @@ def make_schedule(schedule: Schedule) -> Callable[[int], bool]:
 
 def _quantiles(x: Tensor, qs: tuple[float, ...]) -> Tensor:
     """Per-row quantiles of a (R, n) tensor → (len(qs), R): the order statistic nearest to
-    q·(n−1) (numpy's method='nearest'), by selection (``kthvalue``, O(n)) rather than a sort —
-    a sort of a 16k-element weight cost more than the rest of a record. The indices are known on
-    the host, so there is no device transfer."""
+    q·(n−1) (numpy's method='nearest'), by selection (O(n)) rather than a sort — a sort of a
+    16k-element weight cost more than the rest of a record. The indices are known on the host,
+    so there is no device transfer. On the CPU one ``np.partition`` selects all of them in one
+    pass (measured 2× faster than one ``kthvalue`` per quantile on 8k–16k elements); elsewhere
+    (and for 16-bit tensors, which numpy lacks) ``kthvalue``. Both give the same elements."""
     n = x.shape[-1]
-    return torch.stack([x.kthvalue(min(n - 1, max(0, round(q * (n - 1)))) + 1, dim=-1).values
-                        for q in qs])
+    ks = [min(n - 1, max(0, round(q * (n - 1)))) for q in qs]
+    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64):
+        part = np.partition(x.detach().numpy(), ks, axis=-1)  # a copy: x is left as it is
+        return torch.from_numpy(np.ascontiguousarray(part[..., ks].T))
+    return torch.stack([x.kthvalue(k + 1, dim=-1).values for k in ks])
 
 
 def _as(x: Tensor, dtype: torch.dtype) -> Tensor:

@@ -333,3 +333,20 @@ def test_same_lr_grid_tolerance():
     assert not same_lr_grid(grid, grid[:2])
     assert not same_lr_grid(LEGACY_DEFAULT_LR_GRID, (0.1,))
     assert not same_lr_grid(["x"], grid[:1])
+
+
+@pytest.mark.parametrize("leftover", [".manifest.json.partial-{pid}", f".{LOCK_NAME}.stale-{{pid}}"])
+def test_a_folder_left_by_a_compare_killed_in_its_first_write_is_still_usable(leftover, tmp_path):
+    """Killed while writing its manifest (or while setting a stale lock aside), a compare leaves a
+    hidden temporary file only: the folder holds no result and is not someone else's."""
+    out = tmp_path / "fresh"
+    out.mkdir()
+    (out / leftover.format(pid=_dead_pid())).write_text("{")
+    with ResultStore(out, CompareConfig(problem="digits-bnmlp", seeds=2, mode="defaults", epochs=1.0)):
+        pass
+    assert (out / "manifest.json").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "results.csv").write_text("x\n")  # anything else still makes it not ours
+    with pytest.raises(ValueError, match="not a comparison folder"):
+        ResultStore(other, CompareConfig(problem="digits-bnmlp", seeds=2, mode="defaults", epochs=1.0))

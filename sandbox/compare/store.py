@@ -70,6 +70,13 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
+def _leftover_of_ours(name: str) -> bool:
+    """The lock, or what a compare killed during its first writes leaves: a half-written file
+    (``.<name>.partial-<pid>``, see :func:`write_atomic`) or a lock set aside during a takeover
+    (``.compare.lock.stale-<pid>``). A folder holding only these is still a fresh one."""
+    return name == LOCK_NAME or (name.startswith(".") and (".partial-" in name or ".stale-" in name))
+
+
 class ResultStore:
     """Reads and writes one comparison's folder (see the module docstring).
 
@@ -111,8 +118,8 @@ class ResultStore:
     def _claim_folder(self, problem_summary: dict) -> None:
         manifest = self.out / "manifest.json"
         want = json.loads(json.dumps(_jsonable(self.cfg.identity())))
-        if not manifest.exists() and self.out.exists() and any(
-                p.name != LOCK_NAME for p in self.out.iterdir()):
+        if not manifest.exists() and self.out.exists() and not all(
+                _leftover_of_ours(p.name) for p in self.out.iterdir()):
             raise ConfigMismatch(f"{self.out} is not empty and holds no manifest.json: it is not a "
                                  "comparison folder; pass another --out")
         self.out.mkdir(parents=True, exist_ok=True)

@@ -113,3 +113,30 @@ def test_parametrized_or_hooked_layers_run_on_vmap(build):
     with torch.no_grad():
         torch.testing.assert_close(stack(x), torch.stack([m(x[k]) for k, m in enumerate(models)]),
                                    rtol=1e-10, atol=1e-12)
+
+
+def test_global_module_hooks_make_the_native_stack_defer_to_vmap():
+    """``register_module_forward_hook`` applies to every module call; the native forward calls
+    none, so while such a hook exists the stack runs on vmap (and natively again after)."""
+    def build(seed):
+        torch.manual_seed(seed)
+        return NormNet(nn.Sequential(nn.Linear(4, 6, bias=False), nn.BatchNorm1d(6), nn.ReLU(),
+                                     nn.Linear(6, 2)), (4,), [0]).double()
+
+    models = [build(s) for s in range(K)]
+    native, vmapped = StackedModels(models), StackedModels(models, engine="vmap")
+    native.eval(), vmapped.eval()
+    x = torch.randn(K, 5, 4, dtype=torch.float64)
+    plain = native(x)
+
+    def double_linear_outputs(module, args, out):
+        return out * 2 if isinstance(module, nn.Linear) else out
+
+    handle = torch.nn.modules.module.register_module_forward_hook(double_linear_outputs)
+    try:
+        hooked = native(x)
+        torch.testing.assert_close(hooked, vmapped(x), rtol=1e-12, atol=1e-12)
+        assert not torch.allclose(hooked, plain)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(native(x), plain, rtol=0, atol=0)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from .stacked_forward import native_forward, native_layers
+from .stacked_forward import global_hooks, native_forward, native_layers
 
 ENGINES = ("auto", "native", "vmap")
 
@@ -89,7 +89,7 @@ class StackedModels:
     def __call__(self, x: Tensor, shared: bool = False) -> Tensor:
         """Logits (K, B, classes). ``x`` is (K, B, ...) — replica k reads ``x[k]`` — or, with
         ``shared=True``, (B, ...) read by every replica (evaluation on a common set)."""
-        if self._native is not None:
+        if self._native is not None and not global_hooks():
             if shared:
                 x = x.unsqueeze(0).expand((self.K,) + tuple(x.shape))
             return native_forward(self._native, self.params, self.buffers, x, self.K)

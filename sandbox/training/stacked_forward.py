@@ -55,6 +55,16 @@ _POOLS = (nn.MaxPool1d, nn.MaxPool2d)
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
+def global_hooks() -> bool:
+    """Whether hooks for every module are registered (``nn.modules.module.register_module_*``):
+    the native forward calls no module, so a stack defers to vmap while there are any (checked at
+    each call: they can come and go)."""
+    from torch.nn.modules import module as M
+
+    return bool(M._global_forward_hooks or M._global_forward_pre_hooks
+                or M._global_backward_hooks or M._global_backward_pre_hooks)
+
+
 def _plain(m: nn.Module) -> bool:
     """No hook on the module: the native forward calls no module, so it would skip them."""
     return not any(getattr(m, h, None) for h in _HOOKS)

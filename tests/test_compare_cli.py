@@ -78,12 +78,12 @@ def test_defaults_run_writes_everything_and_resumes(tmp_path, capsys, monkeypatc
 
 def test_tuning_picks_the_best_lr_and_records_divergence(tmp_path, capsys):
     out = tmp_path / "tune"
-    rc, _, _ = _run([*QUICK, "--optimizers", "sgd", "--lr-grid", "0.01,0.3,1e6", "--seeds", "2",
+    rc, _, _ = _run([*QUICK, "--optimizers", "sgd", "--lr-grid", "0.01,0.3,1e10", "--seeds", "2",
                      "--probe-every", "0", "--out", str(out)], capsys)
     assert rc == 0
     tuning = pd.read_csv(out / "tuning.csv")
-    assert tuning["lr"].tolist() == [0.01, 0.3, 1e6]
-    assert tuning.set_index("lr").loc[1e6, "status"] == "diverged"  # recorded, not dropped
+    assert tuning["lr"].tolist() == [0.01, 0.3, 1e10]  # 1e10 overflows float32 within the epoch
+    assert tuning.set_index("lr").loc[1e10, "status"] == "diverged"  # recorded, not dropped
     finished = tuning[tuning["status"] == "finished"]
     best = finished.sort_values(["valid_acc", "valid_loss"], ascending=[False, True])["lr"].iloc[0]
     assert tuning.loc[tuning["chosen"], "lr"].tolist() == [best]

@@ -96,7 +96,7 @@ def test_problem_names_ignore_case_and_list_close_matches(tmp_path, capsys):
 @pytest.mark.parametrize("figures", [True, False])
 def test_a_grid_that_diverges_everywhere_is_summarised(figures, tmp_path, capsys):
     out = tmp_path / "div"
-    rc, stdout, err = _run([*QUICK, "--epochs", "1", "--optimizers", "sgd,adamw", "--lr-grid", "1e6",
+    rc, stdout, err = _run([*QUICK, "--epochs", "1", "--optimizers", "sgd,adamw", "--lr-grid", "1e10",
                             "--seeds", "2", "--out", str(out),
                             *([] if figures else ["--no-figures"])], capsys)
     assert rc == 0, err
@@ -108,7 +108,7 @@ def test_a_grid_that_diverges_everywhere_is_summarised(figures, tmp_path, capsys
     if figures:
         assert (out / "figures" / "lr_sensitivity.png").exists()
     # the same command again resumes and prints the same
-    rc2, stdout2, _ = _run([*QUICK, "--epochs", "1", "--optimizers", "sgd,adamw", "--lr-grid", "1e6",
+    rc2, stdout2, _ = _run([*QUICK, "--epochs", "1", "--optimizers", "sgd,adamw", "--lr-grid", "1e10",
                             "--seeds", "2", "--out", str(out), "--no-figures"], capsys)
     assert rc2 == 0 and stdout2 == stdout
 

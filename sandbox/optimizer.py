@@ -221,9 +221,9 @@ class RuleOptimizer(torch.optim.Optimizer):
         return loss
 
     def _follow_params(self, work: list) -> bool:
-        """Cast the state of every parameter whose (dtype, device) is not the one it had at its
-        last step (or that is seen for the first time) to its parameter's (see the class
-        docstring). True when a parameter stepped before changed dtype, device or shape (``p.data
+        """Cast the state of every parameter whose (dtype, device, shape) is not the one it had
+        at its last step (or that is seen for the first time) to its parameter's dtype and device
+        (see the class docstring). True when a parameter stepped before changed dtype, device or shape (``p.data
         = ...``: the caches of the fast path then no longer hold, and torch's fused kernels must
         not be handed state of another shape)."""
         params = [p for _, p in work]

@@ -164,24 +164,26 @@ class FastExecutor:
         self._budget = None
 
     # --- eligibility -----------------------------------------------------------------------------
-    def _all_torch(self) -> bool:
-        """Every param group's chain is exactly one of torch's rules (its kernels check their own
-        inputs, and need no workspace): the per-parameter checks below are skipped."""
-        return all(torch_kind(self.opt._chain(g), g) is not None for g in self.opt.param_groups)
+    def _torch_kinds(self) -> dict:
+        """``{id(group): torch_kind or None}`` for every param group, taken once per step. A
+        group whose chain is exactly one of torch's rules runs on its kernels, which check their
+        own inputs and need no workspace."""
+        return {id(g): torch_kind(self.opt._chain(g), g) for g in self.opt.param_groups}
 
     def unsupported(self, work: list[tuple[dict, Tensor]]) -> str | None:
         """Why this step cannot take the fast path (None when it can). Touches nothing.
         State tensors are checked once per parameter (again after ``load_state_dict``)."""
-        if self._all_torch():
+        kinds = self._torch_kinds()
+        if None not in kinds.values():  # torch's kernels only: nothing to check
             return None
         seen: dict = {}  # group -> None (torch's kernels: they check their inputs) or full-precision flag
         for group, p in work:
             if id(group) not in seen:
-                stages = self.opt._chain(group)
-                seen[id(group)] = any(getattr(s, "FULL_PRECISION_STATE", ()) for s in stages)
-                if torch_kind(stages, group) is not None:
+                if kinds[id(group)] is not None:
                     seen[id(group)] = None
                     continue
+                stages = self.opt._chain(group)
+                seen[id(group)] = any(getattr(s, "FULL_PRECISION_STATE", ()) for s in stages)
                 for s in stages:
                     if type(s) not in FORMS and type(s) not in REDUCE_FORMS:
                         return f"stage {s.name} has no list form"
@@ -230,9 +232,10 @@ class FastExecutor:
             self._plans.popitem(last=False)
         return chunks
 
-    def _reserve(self, work) -> dict:
-        """Grow the workspace to the largest tensor stepped by a stage chain (not by torch)."""
-        if self._all_torch():
+    def _reserve(self, work, kinds: dict) -> dict:
+        """Grow the workspace to the largest tensor stepped by a stage chain (not by torch);
+        ``kinds`` from :meth:`_torch_kinds`."""
+        if None not in kinds.values():
             return {}
         # keyed on each group's chain too: a structural change (e.g. project=True) can move a
         # group from torch's kernels to the list forms, which then need workspace
@@ -241,10 +244,7 @@ class FastExecutor:
         if self._budget is not None and self._budget[0] == key:
             return self._budget[1]
         budget: dict = {}
-        kinds: dict = {}
         for group, p in work:
-            if id(group) not in kinds:
-                kinds[id(group)] = torch_kind(self.opt._chain(group), group)
             if kinds[id(group)] is not None:
                 continue
             k = (p.dtype, p.device)
@@ -263,7 +263,8 @@ class FastExecutor:
     @torch.no_grad()
     def step(self, work: list[tuple[dict, Tensor]]) -> None:
         opt = self.opt
-        budget = self._reserve(work)
+        kinds = self._torch_kinds()
+        budget = self._reserve(work, kinds)
         groups: OrderedDict = OrderedDict()
         if len(opt.param_groups) == 1:  # the common case, without a Python loop over the tensors
             groups[id(work[0][0])] = (work[0][0], [p for _, p in work])
@@ -276,10 +277,9 @@ class FastExecutor:
         pending, sums = [], {}
         for gid, (group, params) in groups.items():
             stages = opt._chain(group)
-            kind = torch_kind(stages, group)
+            kind = kinds[gid]
             if kind is not None:
-                torch_step(kind, params, lambda ps=params: [opt.state[p] for p in ps], group,
-                           self.dense_state)
+                torch_step(kind, params, [opt.state[p] for p in params], group, self.dense_state)
                 plain += params
                 continue
             rd, hp = int(group.get("replica_dims", 0)), _numbers(group)
@@ -309,8 +309,8 @@ class FastExecutor:
             d.apply(fc.chunk)
         opt.last_info = StepInfo(info, plain) if plain else info
         # only parameters whose state the list forms checked (torch's kernels check nothing)
-        for group, params in groups.values():
-            if torch_kind(opt._chain(group), group) is None:
+        for gid, (group, params) in groups.items():
+            if kinds[gid] is None:
                 self.verified.update(map(id, params))
 
     def _lazy(self, info: Info, key: str, thunk: Callable) -> None:

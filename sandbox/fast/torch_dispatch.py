@@ -17,7 +17,7 @@ keeps them on the host as the reference does (so no device→host synchronisatio
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 import torch.optim.adam as _torch_adam
@@ -54,18 +54,16 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
-def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[dict]], hp,
+def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
                dense_state: set | None = None) -> None:
     """One step of torch.optim's functional rule on ``params`` (all with gradients).
 
-    ``get_states()``: the parameters' state dicts (called only when needed).
     ``dense_state``: ids of parameters whose state tensors were found contiguous at an earlier
     step; their state is not walked again, which matters with 1000s of tensors. The caller keeps
     the set and clears it whenever the state may have been replaced (``load_state_dict``, a
     dtype, device or shape change). Adam's lists of state tensors are read from the state dicts
     at every step, as torch.optim does: a user may clear or replace ``opt.state`` entries."""
     grads = [p.grad for p in params]
-    states = None
     # torch 2.13's fused CPU kernels walk every tensor as one dense block with the PARAMETER's
     # strides: a gradient or state tensor laid out differently (autograd's transposed gradient of a
     # batched matmul: errors of 0.17), or a parameter that is a strided slice of a bigger buffer
@@ -92,11 +90,9 @@ def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[di
     if fused and not (dense_state is not None and dense_state.issuperset(map(id, params))
                       and all(map(Tensor.is_contiguous, params))
                       and all(map(Tensor.is_contiguous, grads))):
-        states = get_states()
         fused = all(dense_like(p, p) and dense_like(g, p) and state_like(p, s)
                     for p, g, s in zip(params, grads, states))
     if kind == "sgd":
-        states = states if states is not None else get_states()
         # torch 2.13's fused CPU SGD silently leaves 16-bit parameters unchanged (measured: a
         # bfloat16/float16 step is a no-op); its foreach kernel is correct there.
         fused = fused and all(p.dtype in (torch.float32, torch.float64) for p in params)
@@ -118,7 +114,6 @@ def torch_step(kind: str, params: list[Tensor], get_states: Callable[[], list[di
                 for i, b in zip(idx, bufs):
                     states[i]["momentum_buffer"] = b
         return
-    states = states if states is not None else get_states()
     for p, s in zip(params, states):
         if "step" not in s:
             s["step"] = torch.tensor(0.0, dtype=torch.float32)

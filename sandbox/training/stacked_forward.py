@@ -50,8 +50,6 @@ from torch import Tensor, nn
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _CONVS = (nn.Conv1d, nn.Conv2d)
 _POOLS = (nn.MaxPool1d, nn.MaxPool2d)
-
-
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -185,9 +183,7 @@ def native_forward(plan, params: dict, buffers: dict, x: Tensor, K: int) -> Tens
     shape, layers = plan
     h, layout = _input(x, shape, K)
     for pre, m in layers:
-        if isinstance(m, nn.Linear):
-            h = _to_features(h, layout, K)
-            layout = "features"
+        if isinstance(m, nn.Linear):  # on the features layout (:func:`_layouts_fit`)
             W, b = params[pre + "weight"], params.get(pre + "bias")
             h = torch.bmm(W, h) if b is None else torch.baddbmm(b.unsqueeze(-1), W, h)
         elif isinstance(m, _BATCH_NORMS):

@@ -83,13 +83,19 @@ class Direction:
         if any(t.uses(out) for t in terms[1:]):  # e.g. Nesterov Adam: two terms over one denominator
             out = [torch.empty_like(x) for x in out]  # a rare composition: one fresh temporary
         first, rest = terms[0], terms[1:]
-        assign(out, first.num, first.den, chunk)
-        if any(c != 1.0 for c in first.coef):
-            torch._foreach_mul_(out, first.coef)
+        alpha = self.alpha
+        if (not rest and first.den is None and isinstance(alpha, (int, float))
+                and all(c == 1.0 for c in first.coef)):
+            assign_plus_alpha(out, first.num, alpha, chunk)  # e.g. g + λθ (coupled L2): one pass
+            alpha = None
+        else:
+            assign(out, first.num, first.den, chunk)
+            if any(c != 1.0 for c in first.coef):
+                torch._foreach_mul_(out, first.coef)
         for t in rest:
             add_scaled_(out, t.num, t.den, t.coef)
-        if self.alpha is not None:
-            add_alpha_(out, chunk.params, self.alpha, chunk)
+        if alpha is not None:
+            add_alpha_(out, chunk.params, alpha, chunk)
         self.terms, self.alpha, self.state_key = [Term([1.0] * len(out), out)], None, None
         return out
 
@@ -127,6 +133,18 @@ def assign(out: list[Tensor], num: list[Tensor], den: Optional[list[Tensor]], ch
         else:
             torch._foreach_copy_(o, n)
             torch._foreach_div_(o, d)
+
+
+def assign_plus_alpha(out: list[Tensor], num: list[Tensor], alpha: float, chunk: Chunk) -> None:
+    """out ← num + α·θ (scalar α): one ``out=`` pass per big tensor, list kernels for the small."""
+    ps = chunk.params
+    for i in chunk.big:
+        torch.add(num[i], ps[i], alpha=alpha, out=out[i])
+    if chunk.small:
+        o, n, p = ([x[i] for i in chunk.small] for x in (out, num, ps))
+        if any(a is not b for a, b in zip(o, n)):
+            torch._foreach_copy_(o, n)
+        torch._foreach_add_(o, p, alpha=alpha)
 
 
 def add_scaled_(ys: list[Tensor], num: list[Tensor], den: Optional[list[Tensor]],

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..stages import radial_projection
-from ..stages.projection import CHANNEL, LAYER
+from ..stages.projection import CHANNEL, LAYER, NONE
 from .direction import Direction
 from .plan import Chunk
 from .stage_forms import FastContext, _tensor_u
@@ -45,13 +45,16 @@ def row_stats(x: Tensor, y: Tensor, z: Tensor, out: Tensor) -> None:
     torch.bmm(rows, z.view(n, 1, length).transpose(1, 2), out=out[3].view(n, 1, 1))
 
 
-def _thresholds(chunk: Chunk, delta: float, device, dtype) -> tuple[Tensor, Tensor]:
-    key = ("thresholds", delta)
+def _constants(chunk: Chunk, delta: float, wd_ratio: float, device, dtype) -> tuple:
+    """Per-segment thresholds of both views and the decay factor of each verdict code (cached)."""
+    key = ("constants", delta, wd_ratio, dtype)
     if key not in chunk.cache:
         lengths = torch.tensor(chunk.seg_lengths, dtype=torch.float64)
         rows = chunk.seg_rows.to("cpu", torch.float64)
-        chunk.cache[key] = ((delta / lengths.sqrt()).to(device, dtype),
-                            (delta / (lengths * rows).sqrt()).to(device, dtype))
+        factor = torch.zeros(3, dtype=torch.float64)  # indexed by the verdict code
+        factor[NONE], factor[CHANNEL], factor[LAYER] = 1.0, wd_ratio, wd_ratio
+        chunk.cache[key] = tuple(x.to(device, dtype) for x in (
+            delta / lengths.sqrt(), delta / (lengths * rows).sqrt(), factor))
     return chunk.cache[key]
 
 
@@ -84,31 +87,7 @@ def projection(stage: radial_projection, d: Direction, fc: FastContext) -> Direc
         rows = [torch.cat([chunk.proj_rows(x[i], i) for i in idx]) if len(idx) > 1
                 else chunk.proj_rows(x[idx[0]], idx[0]) for x in (ps, gs, T)]
         row_stats(*rows, stats[:, start:end])
-    a, b, s, q = stats
-    seg, lengths = chunk.seg_of_row, chunk.seg_rows
-    # channel view (per row; the verdict per segment = per replica of a tensor)
-    cos = s.abs() / (a.clamp_min(eps) * b.clamp_min(eps))
-    cos_c = torch.segment_reduce(cos, "max", lengths=lengths, unsafe=True)  # lengths are right
-
-    # layer view (sums over the rows of a segment)
-    sums = torch.segment_reduce(torch.stack([a * a, b * b, s, q], dim=1), "sum", lengths=lengths,
-                                axis=0, unsafe=True)
-    a_l, b_l = sums[:, 0].sqrt(), sums[:, 1].sqrt()
-    cos_l = sums[:, 2].abs() / (a_l.clamp_min(eps) * b_l.clamp_min(eps))
-    thr_c, thr_l = _thresholds(chunk, delta, p0.device, p0.dtype)
-    pass_c = cos_c < thr_c
-    pass_l = (cos_l < thr_l) & ~pass_c
-    fired = torch.where(pass_c, CHANNEL, torch.where(pass_l, LAYER, 0)).to(torch.uint8)
-    k_c = -q / (a + eps).square()
-    k_l = (-sums[:, 3] / (a_l + eps).square())[seg]
-    k = torch.where(pass_c[seg], k_c, torch.where(pass_l[seg], k_l, torch.zeros_like(k_c)))
-    ratio = torch.where(fired[seg] > 0, torch.full((), wd_ratio, dtype=p0.dtype, device=p0.device),
-                        torch.ones((), dtype=p0.dtype, device=p0.device))
-    n = chunk.n_proj_rows
-    k_all, k_views = chunk.row_buffer("proj_k", fill=0.0)
-    k_all[:n].copy_(k)
-    ratio_all, _ = chunk.row_buffer("proj_ratio", fill=1.0)
-    ratio_all[:n].copy_(ratio)
+    k_all, k_views, ratio_all, fired = _verdict(chunk, stats, delta, eps, wd_ratio)
     fc.decay_scale = ratio_all if fc.decay_scale is None else fc.decay_scale * ratio_all
     codes = fired.unbind() if fc.rd == 0 else [
         c.view(chunk.replica_shapes[i]) for c, i in
@@ -122,3 +101,49 @@ def projection(stage: radial_projection, d: Direction, fc: FastContext) -> Direc
         return d
     d.add_alpha(k_all)
     return d
+
+
+def _verdict(chunk: Chunk, stats: Tensor, delta: float, eps: float, wd_ratio: float):
+    """Both views' verdicts for every segment of the chunk from the row sums ``stats`` =
+    (a, b, s, q), and the projection written as per-row coefficients: ``k`` on θ (0 where nothing
+    fired) and the decay factor (``wd_ratio`` where a view fired, else 1), into the chunk's row
+    buffers (rows past the projectable ones keep 0 and 1). Returns (k, its per-tensor views,
+    factor, fired codes per segment). Small-vector work, counted in kernel launches: each op here
+    runs once per chunk and step."""
+    n, seg, lengths = chunk.n_proj_rows, chunk.seg_of_row, chunk.seg_rows
+    a, b, s, q = stats
+    thr_c, thr_l, factor = _constants(chunk, delta, wd_ratio, stats.device, stats.dtype)
+    # channel view: cos_r = |s_r| / (max(a_r, ε) max(b_r, ε)), the verdict on its max per segment
+    norms = stats[:2].clamp_min(eps)
+    cos_c = torch.segment_reduce(s.abs().div_(norms[0].mul_(norms[1])), "max", lengths=lengths,
+                                 unsafe=True)  # the lengths are right by construction
+    # layer view: the same over the sums of a segment's rows, (Σa², Σb², Σs, Σq) per segment
+    sums = torch.segment_reduce(torch.cat([stats[:2].square(), stats[2:]]).t(), "sum",
+                                lengths=lengths, axis=0, unsafe=True)
+    norms_l = sums[:, :2].sqrt()
+    cos_l = sums[:, 2].abs().div_(norms_l.clamp_min(eps).prod(1))
+    pass_c = cos_c < thr_c
+    pass_l = (cos_l < thr_l).logical_and_(~pass_c)  # the channel view has priority
+    fired = pass_l.to(torch.uint8).mul_(LAYER).add_(pass_c)  # + CHANNEL·pass_c (asserted below)
+    # k: −q_r/(a_r+ε)² where the channel view fired, −Σq/(‖θ‖+ε)² of the segment where the layer
+    # view fired, 0 elsewhere
+    k_layer = torch.where(pass_l, sums[:, 3].div((norms_l[:, 0] + eps).square_()).neg_(), 0.0)
+    k_all, k_views = chunk.row_buffer("proj_k")
+    torch.where(pass_c.index_select(0, seg), q.div((a + eps).square_()).neg_(),
+                k_layer.index_select(0, seg), out=k_all[:n])
+    ratio_all, _ = _factor_buffer(chunk)
+    torch.index_select(factor.index_select(0, fired.long()), 0, seg, out=ratio_all[:n])
+    return k_all, k_views, ratio_all, fired
+
+
+def _factor_buffer(chunk: Chunk):
+    """The decay factor row buffer: 1 everywhere at creation (rows of tensors that are not
+    projected are never written again)."""
+    fresh = "proj_ratio" not in chunk.cache
+    vec, views = chunk.row_buffer("proj_ratio")
+    if fresh:
+        vec.fill_(1.0)
+    return vec, views
+
+
+assert (NONE, CHANNEL) == (0, 1), "_verdict adds the channel verdict as the code CHANNEL = 1"

@@ -82,3 +82,26 @@ def test_adai_with_tiny_gradients_stays_finite():
         p.grad = torch.randn(5, 7, generator=torch.Generator().manual_seed(1)) * 1e-20
         opt.step()
         assert torch.isfinite(p).all(), impl
+
+
+def test_scratch_is_allocated_only_by_chains_that_use_it():
+    """The workspace is allocated on first use: SGDP's direction is its momentum buffer, so its
+    fast step keeps no scratch (only per-row statistics); AdamP writes its Adam direction into
+    the scratch, which then has the size of the largest tensor."""
+    def stepped(rule, **hp):
+        torch.manual_seed(0)
+        ps = [torch.randn(64, 600, requires_grad=True), torch.randn(8, 4, requires_grad=True),
+              torch.randn(8, requires_grad=True)]
+        opt = sandbox.create(rule, ps, lr=0.1, weight_decay=1e-2, nonfinite="ignore", **hp)
+        for _ in range(2):
+            for p in ps:
+                p.grad = torch.randn_like(p)
+            opt.step()
+        return opt
+
+    sgdp = stepped("sgdp", momentum=0.9)
+    assert sgdp._fast.workspace.nbytes() == 0
+    assert sgdp._fast.nbytes() < 0.05 * 64 * 600 * 4  # row statistics only
+    assert stepped("adamp")._fast.workspace.nbytes() >= 64 * 600 * 4
+    # Nesterov SGDP materialises its two-term direction: it needs the scratch
+    assert stepped("sgdp", momentum=0.9, nesterov=True)._fast.workspace.nbytes() >= 64 * 600 * 4

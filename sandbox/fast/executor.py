@@ -149,8 +149,8 @@ class FastExecutor:
                     walk(y)
 
         for chunks in self._plans.values():
-            for c in chunks:
-                walk(list(c.cache.values()))
+            for c in chunks:  # the scratch views are the workspace, counted above
+                walk([v for k, v in c.cache.items() if k != "scratch"])
         return total
 
     def reset(self) -> None:
@@ -249,13 +249,11 @@ class FastExecutor:
                 continue
             k = (p.dtype, p.device)
             budget[k] = max(budget.get(k, MIN_BUDGET), p.numel())
-        before = {k: self.workspace._flat.get(k) for k in budget}
-        for k, n in budget.items():
-            self.workspace.reserve(k[0], k[1], n)
-        if any(self.workspace._flat[k] is not before[k] for k in budget):
+        grew = [self.workspace.reserve(k[0], k[1], n) for k, n in budget.items()]
+        if any(grew):
             self._version += 1
             self._plans.clear()
-        out = {k: self.workspace.get(*k).numel() for k in budget}
+        out = {k: self.workspace.capacity(*k) for k in budget}
         self._budget = ((key[0], self._version), out)
         return out
 

@@ -54,7 +54,7 @@ class Chunk:
 
     params: list[Tensor]
     rows: list[TensorRows]
-    scratch: list[Tensor]
+    workspace: "Workspace"
     n_rows: int
     n_proj_rows: int
     proj: list[int]  # indices (into params) of projectable tensors, in row order
@@ -62,10 +62,26 @@ class Chunk:
     seg_lengths: list[int]  # row length L of each segment (python)
     seg_of_row: Tensor  # segment index of each projectable row (int64, device)
     replica_shapes: list[tuple[int, ...]]
-    cache: dict = field(default_factory=dict)  # row-vector buffers and their per-tensor views
+    cache: dict = field(default_factory=dict)  # scratch and row-vector buffers, their per-tensor views
     stat_groups: list = field(default_factory=list)  # (first row, end row, projectable tensors)
     big: list[int] = field(default_factory=list)  # tensors written per tensor (``out=`` kernels)
     small: list[int] = field(default_factory=list)  # tensors written by list kernels
+
+    @property
+    def scratch(self) -> list[Tensor]:
+        """One scratch view per tensor, shaped like it, carved from the shared workspace. The
+        workspace is allocated on first use: chains that never need a scratch (SGDP, whose
+        direction is its momentum buffer) keep no extra memory."""
+        p0 = self.params[0]
+        flat = self.workspace.get(p0.dtype, p0.device)
+        views = self.cache.get("scratch")
+        if views is None or views[0] is not flat:
+            out, at = [], 0
+            for p in self.params:
+                out.append(flat[at:at + p.numel()].view(p.shape))
+                at += p.numel()
+            views = self.cache["scratch"] = (flat, out)
+        return views[1]
 
     def parts(self, *lists: list) -> tuple[list[tuple], tuple[list, ...] | None]:
         """``lists`` split into per-tensor tuples for the big tensors and sublists for the small
@@ -126,11 +142,6 @@ def build_chunks(params: list[Tensor], rd: int, budget: int, workspace: "Workspa
 
 def _make_chunk(params: list[Tensor], rd: int, workspace: "Workspace") -> Chunk:
     p0 = params[0]
-    flat = workspace.get(p0.dtype, p0.device)
-    scratch, at = [], 0
-    for p in params:
-        scratch.append(flat[at:at + p.numel()].view(p.shape))
-        at += p.numel()
     proj = [i for i, p in enumerate(params) if _tensor_rows(p, rd, i, 0).projectable]
     rest = [i for i in range(len(params)) if i not in proj]
     # small projectable tensors grouped by row length: their row sums are taken in one call
@@ -159,7 +170,7 @@ def _make_chunk(params: list[Tensor], rd: int, workspace: "Workspace") -> Chunk:
             stat_groups.append((r.offset, r.offset + r.n_rows, [i]))
     seg_rows_t = torch.tensor(seg_rows, dtype=torch.int64, device=p0.device)
     seg_of_row = torch.repeat_interleave(torch.arange(len(seg_rows), device=p0.device), seg_rows_t)
-    return Chunk(params=list(params), rows=rows, scratch=scratch, n_rows=offset,
+    return Chunk(params=list(params), rows=rows, workspace=workspace, n_rows=offset,
                  n_proj_rows=n_proj_rows, proj=proj, seg_rows=seg_rows_t, seg_lengths=seg_len,
                  seg_of_row=seg_of_row, replica_shapes=[tuple(p.shape[:rd]) for p in params],
                  stat_groups=stat_groups,
@@ -168,20 +179,31 @@ def _make_chunk(params: list[Tensor], rd: int, workspace: "Workspace") -> Chunk:
 
 
 class Workspace:
-    """One flat scratch buffer per (dtype, device), grown to the chunk budget; persistent across
-    steps (no allocation in the hot loop)."""
+    """One flat scratch buffer per (dtype, device), of the capacity the executor reserved (the
+    chunk budget); allocated on first use and kept across steps (no allocation in the hot loop)."""
 
     def __init__(self):
         self._flat: dict[tuple, Tensor] = {}
+        self._capacity: dict[tuple, int] = {}
 
-    def reserve(self, dtype: torch.dtype, device: torch.device, numel: int) -> None:
+    def reserve(self, dtype: torch.dtype, device: torch.device, numel: int) -> bool:
+        """Make room for ``numel`` elements (allocated by the next :meth:`get`); True when the
+        capacity grew (chunks made for the old one are stale)."""
         key = (dtype, device)
-        if key not in self._flat or self._flat[key].numel() < numel:
-            self._flat.pop(key, None)
-            self._flat[key] = torch.empty(max(numel, 1), dtype=dtype, device=device)
+        if self._capacity.get(key, 0) >= numel:
+            return False
+        self._capacity[key] = max(numel, 1)
+        self._flat.pop(key, None)
+        return True
+
+    def capacity(self, dtype: torch.dtype, device: torch.device) -> int:
+        return self._capacity[(dtype, device)]
 
     def get(self, dtype: torch.dtype, device: torch.device) -> Tensor:
-        return self._flat[(dtype, device)]
+        key = (dtype, device)
+        if key not in self._flat:
+            self._flat[key] = torch.empty(self._capacity[key], dtype=dtype, device=device)
+        return self._flat[key]
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self._flat.values())

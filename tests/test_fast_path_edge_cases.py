@@ -105,3 +105,21 @@ def test_scratch_is_allocated_only_by_chains_that_use_it():
     assert stepped("adamp")._fast.workspace.nbytes() >= 64 * 600 * 4
     # Nesterov SGDP materialises its two-term direction: it needs the scratch
     assert stepped("sgdp", momentum=0.9, nesterov=True)._fast.workspace.nbytes() >= 64 * 600 * 4
+
+
+def test_list_kernels_take_a_tensor_operand_with_the_numbers_results():
+    """``operand`` hands CPU float32/float64 list kernels a 0-d tensor instead of a Python number
+    (torch boxes the number once per tensor); the results must be bitwise those of the number."""
+    from sandbox.fast.direction import operand
+
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        xs = [torch.randn(n, generator=gen).to(dtype) for n in (3, 37, 70000)]
+        for op in (torch._foreach_mul_, torch._foreach_add_, torch._foreach_div_):
+            for value in (0.9, 1 / 3, 1e-8, -1.7, 0.999, 1.0 + 1e-9, 128 / 0.0299):
+                a, b = [x.clone() for x in xs], [x.clone() for x in xs]
+                op(a, value)
+                op(b, operand(b, value))
+                assert all(torch.equal(u, v) for u, v in zip(a, b)), (dtype, op, value)
+    assert isinstance(operand(xs, [0.5, 0.5, 0.5]), float)  # bfloat16: numbers
+    assert operand([torch.ones(2)], [0.5, 0.25]) == [0.5, 0.25]  # unequal values stay a list

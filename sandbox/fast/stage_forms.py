@@ -26,7 +26,7 @@ from ..stages import (
     scale_by_adam, scale_by_lr, scale_by_rootfree_adam,
 )
 from ..stages.projection import CHANNEL, LAYER
-from .direction import Direction, Term, add_alpha_, add_scaled_, assign
+from .direction import Direction, Term, add_alpha_, add_scaled_, assign, operand
 from .plan import Chunk
 
 
@@ -130,11 +130,11 @@ def momentum(stage: heavy_ball, d: Direction, fc: FastContext) -> Direction:
             for b, x in big:  # b ← u + μ·b in one pass
                 torch.add(x, b, alpha=mu, out=b)
             if small is not None:
-                torch._foreach_mul_(small[0], mu)
+                torch._foreach_mul_(small[0], operand(small[0], mu))
                 torch._foreach_add_(small[0], small[1])
             rest = d.terms[1:]
         else:
-            torch._foreach_mul_(bufs, mu)
+            torch._foreach_mul_(bufs, operand(bufs, mu))
             rest = d.terms
         for t in rest:
             add_scaled_(bufs, t.num, t.den, [c * (1.0 - tau) for c in t.coef])
@@ -165,14 +165,14 @@ def adam(stage: scale_by_adam, d: Direction, fc: FastContext) -> Direction:
                            weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
         return Direction.plain(scr)
     u = _tensor_u(d, fc)
-    torch._foreach_mul_(m, beta1)
+    torch._foreach_mul_(m, operand(m, beta1))
     torch._foreach_add_(m, u, alpha=1.0 - beta1)
-    torch._foreach_mul_(v, beta2)
+    torch._foreach_mul_(v, operand(v, beta2))
     torch._foreach_addcmul_(v, u, u, value=1.0 - beta2)
     den = fc.free(Direction.plain(u)) if nesterov else fc.free(Direction([]))
     _assign_sqrt(den, v, fc.chunk)
-    torch._foreach_div_(den, [math.sqrt(1.0 - beta2**ti) for ti in t])
-    torch._foreach_add_(den, eps)
+    torch._foreach_div_(den, operand(den, [math.sqrt(1.0 - beta2**ti) for ti in t]))
+    torch._foreach_add_(den, operand(den, eps))
     bc1 = [1.0 - beta1**ti for ti in t]
     if nesterov:
         return Direction([Term([beta1 / b for b in bc1], m, den),
@@ -201,8 +201,8 @@ def _assign_affine(out: list[Tensor], v: list[Tensor], scale: list[float], shift
     if small is not None:
         o, x, a = small
         torch._foreach_copy_(o, x)
-        torch._foreach_mul_(o, list(a))
-        torch._foreach_add_(o, shift)
+        torch._foreach_mul_(o, operand(o, list(a)))
+        torch._foreach_add_(o, operand(o, shift))
 
 
 def rootfree_adam(stage: scale_by_rootfree_adam, d: Direction, fc: FastContext) -> Direction:
@@ -213,7 +213,7 @@ def rootfree_adam(stage: scale_by_rootfree_adam, d: Direction, fc: FastContext) 
     m, v = fc.state_tensors("exp_avg"), fc.state_tensors("exp_avg_sq", fill=1.0 / B)
     u = _tensor_u(d, fc)
     torch._foreach_lerp_(m, u, 1.0 - beta1)  # m + (1−β1)(u − m), one pass
-    torch._foreach_mul_(v, beta2)
+    torch._foreach_mul_(v, operand(v, beta2))
     torch._foreach_addcmul_(v, u, u, value=1.0 - beta2)
     if fc.hp["bias_correction"]:
         c1, c2 = [1.0 - beta1**ti for ti in t], [1.0 - beta2**ti for ti in t]
@@ -229,7 +229,7 @@ def rootfree_precondition(stage: precondition_rootfree, d: Direction, fc: FastCo
     B, rate = fc.hp["batch_size"], fc.hp["lr_cov"]
     v = fc.state_tensors("exp_avg_sq", fill=1.0 / B)
     u = _tensor_u(d, fc)
-    torch._foreach_mul_(v, 1.0 - rate)
+    torch._foreach_mul_(v, operand(v, 1.0 - rate))
     torch._foreach_addcmul_(v, u, u, value=rate)
     den = fc.free(Direction.plain(u))
     _assign_affine(den, v, [float(B)] * len(v), fc.hp["eps"], fc.chunk)
@@ -244,7 +244,7 @@ def inertia_reduce(stage: adaptive_inertia, d: Direction, fc: FastContext):
     t = fc.step_counts()
     v = fc.state_tensors("exp_avg_sq")
     u = _tensor_u(d, fc, keep=True)
-    torch._foreach_mul_(v, beta2)
+    torch._foreach_mul_(v, operand(v, beta2))
     torch._foreach_addcmul_(v, u, u, value=1.0 - beta2)
     out = []
     for x, ti, info in zip(v, t, fc.infos):
@@ -296,8 +296,8 @@ def inertia_update(stage: adaptive_inertia, d: Direction, fc: FastContext) -> Di
         torch.sub(one, x, out=o)
     if small is not None:
         torch._foreach_copy_(small[0], small[1])
-        torch._foreach_mul_(small[0], -1.0)
-        torch._foreach_add_(small[0], 1.0)
+        torch._foreach_mul_(small[0], operand(small[0], -1.0))
+        torch._foreach_add_(small[0], operand(small[0], 1.0))
     return Direction([Term([1.0] * len(m), m, den)])
 
 

@@ -17,6 +17,7 @@ keeps them on the host as the reference does (so no device→host synchronisatio
 """
 from __future__ import annotations
 
+import operator
 from typing import Optional
 
 import torch
@@ -52,6 +53,17 @@ def _dense(t: Tensor) -> bool:
             return False
         expected *= size
     return True
+
+
+def _one_dtype_and_device(params: list[Tensor]) -> bool:
+    """All parameters of one real floating dtype on one device (C-level maps, no Python loop)."""
+    dtype, device = params[0].dtype, params[0].get_device()
+    return (dtype.is_floating_point and not dtype.is_complex
+            and list(map(_DTYPE, params)).count(dtype) == len(params)
+            and list(map(Tensor.get_device, params)).count(device) == len(params))
+
+
+_DTYPE = operator.attrgetter("dtype")
 
 
 def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
@@ -120,6 +132,18 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
             s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
     beta1, beta2 = hp["betas"]
+    if fused and _one_dtype_and_device(params):
+        # torch's functional fused Adam (torch/optim/adam.py, _fused_adam) for its one group,
+        # without its grouping by device and dtype (0.6 ms per step for 1000 tensors): the same
+        # kernels in the same order
+        steps = [s["step"] for s in states]
+        torch._foreach_add_(steps, 1)
+        (torch._fused_adamw_ if kind == "adamw" else torch._fused_adam_)(
+            params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+            steps, amsgrad=False, lr=hp["lr"], beta1=float(beta1), beta2=float(beta2),
+            weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False, grad_scale=None,
+            found_inf=None)
+        return
     fn = _torch_adam.adam
     fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
        [s["step"] for s in states], foreach=not fused, fused=fused,

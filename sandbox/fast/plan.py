@@ -99,16 +99,14 @@ class Chunk:
         return [vec[r.offset:r.offset + r.n_rows].view(r.broadcast_shape(tuple(p.shape)))
                 for p, r in zip(self.params, self.rows)]
 
-    def row_buffer(self, name: str, fill: float | None = None) -> tuple[Tensor, list[Tensor]]:
-        """A persistent row vector ``name`` and its per-tensor views (cached; ``fill`` resets it)."""
+    def row_buffer(self, name: str, init: float = 0.0) -> tuple[Tensor, list[Tensor]]:
+        """A persistent row vector ``name`` (``init`` everywhere when created) and its per-tensor
+        views, cached."""
         if name not in self.cache:
             p = self.params[0]
-            vec = torch.zeros(self.n_rows, dtype=p.dtype, device=p.device)
+            vec = torch.full((self.n_rows,), init, dtype=p.dtype, device=p.device)
             self.cache[name] = (vec, self.row_views(vec))
-        vec, views = self.cache[name]
-        if fill is not None:
-            vec.fill_(fill)
-        return vec, views
+        return self.cache[name]
 
     def proj_rows(self, x: Tensor, i: int) -> Tensor:
         """Tensor ``x`` (shaped like param ``i``) as ``(prod(R)·C, L)`` rows."""

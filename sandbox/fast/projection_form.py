@@ -131,19 +131,9 @@ def _verdict(chunk: Chunk, stats: Tensor, delta: float, eps: float, wd_ratio: fl
     k_all, k_views = chunk.row_buffer("proj_k")
     torch.where(pass_c.index_select(0, seg), q.div((a + eps).square_()).neg_(),
                 k_layer.index_select(0, seg), out=k_all[:n])
-    ratio_all, _ = _factor_buffer(chunk)
+    ratio_all, _ = chunk.row_buffer("proj_ratio", init=1.0)
     torch.index_select(factor.index_select(0, fired.long()), 0, seg, out=ratio_all[:n])
     return k_all, k_views, ratio_all, fired
-
-
-def _factor_buffer(chunk: Chunk):
-    """The decay factor row buffer: 1 everywhere at creation (rows of tensors that are not
-    projected are never written again)."""
-    fresh = "proj_ratio" not in chunk.cache
-    vec, views = chunk.row_buffer("proj_ratio")
-    if fresh:
-        vec.fill_(1.0)
-    return vec, views
 
 
 assert (NONE, CHANNEL) == (0, 1), "_verdict adds the channel verdict as the code CHANNEL = 1"

@@ -55,14 +55,14 @@ def _dense(t: Tensor) -> bool:
     return True
 
 
+_DTYPE = operator.attrgetter("dtype")
+
+
 def _one_dtype_and_device(params: list[Tensor]) -> bool:
     """All parameters of one real floating dtype on one device (C-level maps, no Python loop)."""
     dtype, device = params[0].dtype, params[0].get_device()
     return (dtype.is_floating_point and list(map(_DTYPE, params)).count(dtype) == len(params)
             and list(map(Tensor.get_device, params)).count(device) == len(params))
-
-
-_DTYPE = operator.attrgetter("dtype")
 
 
 def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import sandbox
-from sandbox.hyper import REQUIRED
+from sandbox.optim.hyper import REQUIRED
 
 # Values for hyperparameters that have no default (the papers give none).
 REQUIRED_VALUES = {"lr": 0.05, "batch_size": 32}

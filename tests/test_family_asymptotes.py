@@ -13,7 +13,7 @@ from sandbox.experiments import rootfree as rf
 from sandbox.experiments.effective_step import (fit_inverse_square, fit_power_law,
                                                 growth_linearity, run_noise_toy, series)
 from sandbox.experiments.run_cache import cached
-from sandbox.traits import rule_traits
+from sandbox.optim.traits import rule_traits
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import asymptotes as fam
 from family_runs import assert_no_fail as _assert_pass, run_family
@@ -98,7 +98,7 @@ def test_jobs_cover_every_registered_rule_and_quick_dedupes():
 
 
 def test_new_rule_gets_predictions_without_new_code(monkeypatch):
-    from sandbox.registry import _REGISTRY, RuleSpec
+    from sandbox.optim.registry import _REGISTRY, RuleSpec
     spec = sandbox.info("adamw")
     clone = dataclasses.replace(spec, name="adamw_clone")
     monkeypatch.setitem(_REGISTRY, "adamw_clone", clone)

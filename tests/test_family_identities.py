@@ -8,7 +8,7 @@ import torch
 
 import sandbox
 import theory
-from sandbox.registry import _REGISTRY
+from sandbox.optim.registry import _REGISTRY
 from sandbox.verify.applicability import rules_where
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.families import identities as fam

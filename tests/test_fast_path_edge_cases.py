@@ -110,7 +110,7 @@ def test_scratch_is_allocated_only_by_chains_that_use_it():
 def test_list_kernels_take_a_tensor_operand_with_the_numbers_results():
     """``operand`` hands CPU float32/float64 list kernels a 0-d tensor instead of a Python number
     (torch boxes the number once per tensor); the results must be bitwise those of the number."""
-    from sandbox.fast.direction import operand
+    from sandbox.optim.fast.direction import operand
 
     gen = torch.Generator().manual_seed(0)
     for dtype in (torch.float32, torch.float64, torch.bfloat16):

@@ -19,8 +19,8 @@ import torch
 
 import sandbox
 from rule_kwargs import rule_kwargs
-from sandbox.fast.plan import BIG_TENSOR
-from sandbox.fast.torch_dispatch import torch_kind
+from sandbox.optim.fast.plan import BIG_TENSOR
+from sandbox.optim.fast.torch_dispatch import torch_kind
 
 RULES = sandbox.available()
 # (rule, extra hyperparameters): every rule, plus the structural options of the stages
@@ -311,7 +311,7 @@ def test_extra_memory_is_bounded_by_the_largest_tensor():
     plus per-row statistics (a few numbers per output channel), and a steady-state step
     allocates nothing of parameter size."""
     from sandbox.benchmarks.memory import peak_extra_bytes
-    from sandbox.fast.executor import MIN_BUDGET
+    from sandbox.optim.fast.executor import MIN_BUDGET
 
     params, specs = make_problem(torch.float32)
     params["huge"], specs["huge"] = torch.randn(512, 2048), ((512, 2048), "channel")

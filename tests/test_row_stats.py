@@ -1,9 +1,9 @@
-"""The projection's row statistics (sandbox.fast.projection_form.row_stats) against plain torch,
+"""The projection's row statistics (sandbox.optim.fast.projection_form.row_stats) against plain torch,
 written into strided rows of a stats table, float32 and float64."""
 import pytest
 import torch
 
-from sandbox.fast.projection_form import row_stats
+from sandbox.optim.fast.projection_form import row_stats
 
 
 @pytest.mark.parametrize("length", [1, 3, 64, 147, 576])

@@ -1,6 +1,6 @@
 """A hand-written table of the theory traits of the sandbox's named rules (a test fixture).
 
-The package derives traits from the registry (``sandbox.traits.rule_traits`` reads each rule's
+The package derives traits from the registry (``sandbox.optim.traits.rule_traits`` reads each rule's
 stage chain); this independent table written from the papers lets the pure-numpy theory tests
 name rules, and ``tests/test_family_asymptotes.py`` checks the two agree for every rule.
 

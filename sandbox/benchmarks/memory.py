@@ -9,7 +9,7 @@ Measured on a steady-state step (state already allocated):
   allocated before the step.
 
 Buffers an optimizer keeps between steps that are not state (the sandbox fast path's scratch
-workspace, :class:`sandbox.fast.plan.Workspace`) are added: they are extra memory too, just not
+workspace, :class:`sandbox.optim.fast.plan.Workspace`) are added: they are extra memory too, just not
 freed. The goal (issue 7) compares the total with the size of the largest parameter tensor.
 """
 from __future__ import annotations

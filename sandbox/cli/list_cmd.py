@@ -31,7 +31,7 @@ def registry_table():
 
 def _dummy(spec):
     """Values for required hyperparameters, only to show the chain's shape."""
-    from sandbox.hyper import REQUIRED
+    from sandbox.optim.hyper import REQUIRED
 
     return {k: 1 for k, v in spec.defaults.items() if v is REQUIRED}
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 import sandbox
-from sandbox.hyper import close_matches
+from sandbox.optim.hyper import close_matches
 
 from ..problems import check_problem_name
 

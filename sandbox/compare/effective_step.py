@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 import theory
-from sandbox.traits import rule_traits
+from sandbox.optim.traits import rule_traits
 
 from .store import write_csv
 

@@ -1,6 +1,6 @@
 """Reusable, notebook-friendly experiments on the toy problems (tidy pandas tables out).
 
-(A rule's theory traits come from :func:`sandbox.traits.rule_traits`, read off its stage chain.)
+(A rule's theory traits come from :func:`sandbox.optim.traits.rule_traits`, read off its stage chain.)
 
 - :mod:`sandbox.experiments.effective_step`: the noise-driven toy through a real optimizer
   (``run_noise_toy(rule, steps, replicas, d, **hp) -> DataFrame``), and the fits of §2

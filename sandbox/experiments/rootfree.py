@@ -49,7 +49,7 @@ def rootfree_filter(name: str, **hp) -> dict:
 
 def raw_size_sq(name: str, d: int, sigma: float = 1.0, **hp) -> float:
     """N² = ‖g/(B E[g²])‖²/r² on the noise toy (theory.toy_raw_update_size_sq, σ = 1) / σ²."""
-    from sandbox.traits import rule_traits
+    from sandbox.optim.traits import rule_traits
 
     batch = rootfree_filter(name, **hp)["batch_size"]
     return float(theory.toy_raw_update_size_sq(rule_traits(name, **hp), d, batch)) / sigma ** 2
@@ -75,7 +75,7 @@ def predict_geometric(name: str, d: int, sigma: float = 1.0, **hp) -> dict:
                             precondition_first=f["precondition_first"], c=c,
                             projected=f["projected"], coupled_decay=lam_c)
     # Lag-free (spec) values: A² = γ² N² H2, growth (1 − ηλ)² + M η² A² (theory.homogeneity).
-    from sandbox.traits import rule_traits
+    from sandbox.optim.traits import rule_traits
 
     tr = rule_traits(name, **hp)
     h1, h2 = theory.momentum_filter_sums(tr)

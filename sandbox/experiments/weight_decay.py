@@ -23,7 +23,7 @@ import sandbox
 import theory
 
 from .effective_step import series
-from sandbox.traits import rule_traits
+from sandbox.optim.traits import rule_traits
 
 
 def isotropic_traits(name: str, **hp):

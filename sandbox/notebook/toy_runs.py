@@ -4,7 +4,7 @@ Measurement: :func:`sandbox.experiments.effective_step.run_noise_toy` (``replica
 w ∈ R^d in one tensor, gradient g = Π⊥(ξ)/‖w‖, ξ ~ N(0, σ²I); rms over replicas of ‖w_t‖ and of
 the angular step Δ_t = angle(w_t, w_{t+1})). Prediction: the ``theory`` package (spec theory.md
 §2–3) composed from the rule's traits, which are read off its stage chain
-(:func:`sandbox.traits.rule_traits`):
+(:func:`sandbox.optim.traits.rule_traits`):
 
 * k > −1 (SGD-like k = 1, Adam-like k = 0): with y = r^{2(k+1)} and the scale-free update size A
   (‖u‖ = A r^{−k}; noise toy, :func:`theory.toy_update_size`),
@@ -41,7 +41,7 @@ import theory
 from sandbox.experiments.effective_step import run_noise_toy
 from sandbox.experiments.rootfree import crossover_radius, predict_geometric
 from sandbox.experiments.run_cache import cached
-from sandbox.traits import rule_traits
+from sandbox.optim.traits import rule_traits
 from sandbox.measure import log_schedule
 
 from .style import label_colors, plain_log_ticks, use_style

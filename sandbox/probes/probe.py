@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..measure import step_geometry
-from ..replicas import rows
+from ..optim.replicas import rows
 
 DEVICE_COLUMNS = ("norm", "delta", "radial", "tangential", "grad_norm", "grad_tangential",
                   "cos_channel", "cos_layer", "projection", "eff_lr")

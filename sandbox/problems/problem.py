@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..hyper import close_matches
+from ..optim.hyper import close_matches
 
 SIZES = ("cpu", "gpu")
 Split = tuple[Tensor, Tensor]  # (inputs, integer class labels)

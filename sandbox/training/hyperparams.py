@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import sandbox
-from sandbox.hyper import REQUIRED
+from sandbox.optim.hyper import REQUIRED
 
 from ..problems import Problem
 

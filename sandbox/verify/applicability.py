@@ -1,18 +1,18 @@
 """Which registered rules a claim covers, at which hyperparameters — read from the registry's
 metadata, so that a newly registered rule is checked without new code wherever a claim applies.
 
-A claim states its scope as a predicate on :class:`~sandbox.registry.RuleSpec` traits
+A claim states its scope as a predicate on :class:`~sandbox.optim.registry.RuleSpec` traits
 (``homogeneity``, ``momentum_kind``, ``decay``, ``projected``) and :func:`rules_where` lists the
 registered rules that satisfy it. :func:`theory_traits` turns a rule and its hyperparameters
-into ``theory.RuleTraits`` (the theory's generic input) through :func:`sandbox.traits.rule_traits`.
+into ``theory.RuleTraits`` (the theory's generic input) through :func:`sandbox.optim.traits.rule_traits`.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
 import sandbox
-from sandbox.hyper import REQUIRED
-from sandbox.registry import RuleSpec
+from sandbox.optim.hyper import REQUIRED
+from sandbox.optim.registry import RuleSpec
 
 def rules_where(predicate: Callable[[RuleSpec], bool]) -> list[str]:
     """Registered rule names (registry order) whose spec satisfies ``predicate``."""
@@ -67,9 +67,9 @@ def claim_hyperparameters(spec: RuleSpec, lr: float, batch_size: int = 1,
 
 
 def theory_traits(name: str, hp: Mapping[str, Any] | None = None, projection_active: bool = True):
-    """``theory.RuleTraits`` of a registered rule at ``hp`` (see :func:`sandbox.traits.rule_traits`,
+    """``theory.RuleTraits`` of a registered rule at ``hp`` (see :func:`sandbox.optim.traits.rule_traits`,
     the single source, which reads them off the rule's stage chain)."""
-    from sandbox.traits import rule_traits
+    from sandbox.optim.traits import rule_traits
 
     return rule_traits(name, projection_active=projection_active, **dict(hp or {}))
 

@@ -59,7 +59,7 @@ from sandbox.experiments.effective_step import (asymptote_lr, fit_inverse_square
                                                 measured_momentum_factor, preconditioner_probe,
                                                 run_noise_toy, series, step_squares)
 from sandbox.experiments.run_cache import cached, stable_seed
-from sandbox.traits import rule_traits
+from sandbox.optim.traits import rule_traits
 from sandbox.verify import figures
 from sandbox.verify.applicability import toy_hyperparameters
 from sandbox.verify.base import VerifyConfig

@@ -141,7 +141,7 @@ def _progress(cfg, items, desc):
 
 def equilibrium_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict], list[pd.DataFrame]]:
     from theory.equilibrium import equilibrium_angular_step, time_to_equilibrium
-    from sandbox.traits import rule_traits
+    from sandbox.optim.traits import rule_traits
 
     from ...probes.analysis import rms
     from ...probes.runs import probed_run
@@ -197,7 +197,7 @@ def start_time(traits) -> int:
 
 def rate_rows(cfg: VerifyConfig, problem, plan: dict) -> tuple[list[dict], list[pd.DataFrame]]:
     from theory.homogeneity import angular_step_asymptote, norm_growth_exponent
-    from sandbox.traits import rule_traits
+    from sandbox.optim.traits import rule_traits
 
     from ...probes.analysis import log_binned, loglog_slope
     from ...probes.runs import probed_run

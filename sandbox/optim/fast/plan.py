@@ -4,7 +4,7 @@ No math lives here. A :class:`Chunk` is a run of parameters of one param group (
 dtype) whose total size fits the workspace; each gets a scratch view of its own shape carved from
 one flat buffer, so a chunk's stages can run as list ("foreach") operations while the extra memory
 of a step stays at most the size of the largest parameter tensor (or ``MIN_BUDGET`` elements when
-every tensor is smaller: small tensors are batched, see :mod:`sandbox.fast.executor`).
+every tensor is smaller: small tensors are batched, see :mod:`sandbox.optim.fast.executor`).
 
 Rows. Every tensor of a chunk owns a run of entries in the chunk's *row vectors* (the per-row
 coefficients the projection and the decay put on θ, and the projection's statistics):

@@ -1,4 +1,4 @@
-"""Reusable stages of update rules (see :mod:`sandbox.stages.base` for the interface)."""
+"""Reusable stages of update rules (see :mod:`sandbox.optim.stages.base` for the interface)."""
 from .adai import adaptive_inertia
 from .base import Context, Stage, add_decayed_weights, chain, scale_by_lr
 from .moments import heavy_ball, scale_by_adam

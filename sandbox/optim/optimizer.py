@@ -1,7 +1,7 @@
 """A thin ``torch.optim.Optimizer`` that runs any registered rule.
 
 The optimizer only loops over parameters, keeps the state, and applies ``θ ← θ + u`` once per
-parameter at the end of the chain; all the math lives in the stages (:mod:`sandbox.stages`).
+parameter at the end of the chain; all the math lives in the stages (:mod:`sandbox.optim.stages`).
 This per-tensor loop is the reference implementation of every rule.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ _DTYPE, _DEVICE, _SHAPE = (operator.attrgetter(a) for a in ("dtype", "device", "
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 
 class RuleOptimizer(torch.optim.Optimizer):
-    """Runs ``rule`` (a :class:`~sandbox.registry.RuleSpec`) as a drop-in torch optimizer.
+    """Runs ``rule`` (a :class:`~sandbox.optim.registry.RuleSpec`) as a drop-in torch optimizer.
 
     Behaviour shared by every rule:
     - several param groups with their own hyperparameters (validated like the constructor's),
@@ -43,7 +43,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     - ``last_info`` maps each stepped parameter to the diagnostics its stages recorded at the last
       step (e.g. ``'projection'``: 0 none, 1 channel view, 2 layer view, per replica).
     - ``impl``: ``'reference'`` runs the loop below (each stage's readable per-tensor update);
-      ``'fast'`` runs the same chain through :mod:`sandbox.fast` (torch's fused/foreach kernels for
+      ``'fast'`` runs the same chain through :mod:`sandbox.optim.fast` (torch's fused/foreach kernels for
       chains that are exactly torch's SGD/Adam/AdamW, the stages' list forms otherwise) and raises
       ``NotImplementedError`` where it cannot (e.g. non-contiguous tensors); ``'auto'`` (default)
       is fast where available and the reference elsewhere, decided per step before anything is

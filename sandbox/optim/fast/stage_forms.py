@@ -1,6 +1,6 @@
-r"""List ("chunk") forms of the stages in :mod:`sandbox.stages`: the same math, fewer passes.
+r"""List ("chunk") forms of the stages in :mod:`sandbox.optim.stages`: the same math, fewer passes.
 
-Each function ``form(stage, d, fc)`` maps the lazy :class:`~sandbox.fast.direction.Direction` of a
+Each function ``form(stage, d, fc)`` maps the lazy :class:`~sandbox.optim.fast.direction.Direction` of a
 chunk exactly as ``stage.update`` maps ``u`` for each tensor, with the stage's own
 hyperparameters and state keys (so state dicts are interchangeable between the two paths). What
 changes is only the evaluation: in-place list kernels on persistent state, one scratch view per
@@ -32,7 +32,7 @@ from .plan import Chunk
 
 @dataclass
 class FastContext:
-    """What a stage form may read about one chunk at one step (cf. :class:`sandbox.stages.Context`)."""
+    """What a stage form may read about one chunk at one step (cf. :class:`sandbox.optim.stages.Context`)."""
 
     chunk: Chunk
     grads: list[Tensor]

@@ -1,4 +1,4 @@
-r"""List form of ``radial_projection`` (:mod:`sandbox.stages.projection`; Heo et al., ICLR 2021).
+r"""List form of ``radial_projection`` (:mod:`sandbox.optim.stages.projection`; Heo et al., ICLR 2021).
 
 Both views need only four sums per channel row r of a weight θ, its raw gradient g and the
 direction T (all per replica):

@@ -1,9 +1,9 @@
-"""The fast path of :class:`sandbox.optimizer.RuleOptimizer`: same chains, list kernels.
+"""The fast path of :class:`sandbox.optim.optimizer.RuleOptimizer`: same chains, list kernels.
 
 For every param group the executor either hands the group to torch's own kernels (chains that are
-exactly torch.optim.SGD/Adam/AdamW, :mod:`sandbox.fast.torch_dispatch`) or runs the group's chain
-of stages chunk by chunk through the stages' list forms (:mod:`sandbox.fast.stage_forms`,
-:mod:`sandbox.fast.projection_form`), with the reference's two-sweep protocol for reducing stages
+exactly torch.optim.SGD/Adam/AdamW, :mod:`sandbox.optim.fast.torch_dispatch`) or runs the group's chain
+of stages chunk by chunk through the stages' list forms (:mod:`sandbox.optim.fast.stage_forms`,
+:mod:`sandbox.optim.fast.projection_form`), with the reference's two-sweep protocol for reducing stages
 (Adai's global mean over every parameter of every group). It is chosen per step and only when
 every parameter qualifies (:meth:`FastExecutor.unsupported`), before anything is touched, so a
 fallback to the reference never sees a half-made step.

@@ -5,7 +5,7 @@ For every tensor ``i`` of a chunk the fast stages carry the direction as
 .. math::  u_i = \sum_k c_{k,i}\, \frac{N_{k,i}}{D_{k,i}} \;+\; \alpha_i \odot \theta_i
 
 (``D`` = 1 for a plain term; ``α`` a scalar or a per-row coefficient, broadcast over each row of
-the chunk, see :mod:`sandbox.fast.plan`). A decoupled weight decay is then a change of ``α``, the
+the chunk, see :mod:`sandbox.optim.fast.plan`). A decoupled weight decay is then a change of ``α``, the
 learning rate a change of ``c`` and ``α``, and ``θ ← θ + u`` is ``θ ← (1+α)θ + Σ c·N/D``: one
 multiply and one ``add``/``addcdiv`` pass, with no temporary. Stages that need ``u`` as a tensor
 (moments, the projection's inner products) call :meth:`Direction.materialize`, which writes it

@@ -14,20 +14,20 @@ ALL = sandbox.available()
 
 # (hyperparameter, bad value, text the message must contain)
 BAD = [
-    ("lr", -0.1, "[0, inf]"),
+    ("lr", -0.1, "[0, inf)"),
     ("betas", (1.0, 0.9), "[0, 1)"),
     ("betas", (0.9, -0.1), "[0, 1)"),
     ("betas", (0.9,), "pair"),
-    ("eps", -1e-8, "[0, inf]"),
-    ("weight_decay", -0.01, "[0, inf]"),
-    ("delta", 0.0, "(0, inf]"),
-    ("delta", -1.0, "(0, inf]"),
+    ("eps", -1e-8, "[0, inf)"),
+    ("weight_decay", -0.01, "[0, inf)"),
+    ("delta", 0.0, "(0, inf)"),
+    ("delta", -1.0, "(0, inf)"),
     ("wd_ratio", 1.5, "[0, 1]"),
     ("wd_ratio", -0.1, "[0, 1]"),
     ("batch_size", 0, ">= 1"),
     ("batch_size", 2.5, ">= 1"),
     ("momentum", 1.0, "[0, 1)"),
-    ("lr", float("nan"), "[0, inf]"),
+    ("lr", float("nan"), "[0, inf)"),
 ]
 
 

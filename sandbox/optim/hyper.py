@@ -24,6 +24,7 @@ REQUIRED: Any = _Required()
 
 def _real_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False):
     """A check for a real number in an interval; returns (check, human-readable range)."""
+    hi_open = hi_open or math.isinf(hi)  # a hyperparameter is a finite number: inf is refused
     left, right = ("(" if lo_open else "["), (")" if hi_open else "]")
     text = f"{left}{lo:g}, {'inf' if math.isinf(hi) else format(hi, 'g')}{right}"
 
@@ -35,13 +36,21 @@ def _real_in(lo: float, hi: float, lo_open: bool = False, hi_open: bool = False)
                 x = float(x)
             except (TypeError, ValueError, RuntimeError):
                 return False
-        if math.isnan(x):
+        if math.isnan(x) or math.isinf(x):
             return False
         above = x > lo if lo_open else x >= lo
         below = x < hi if hi_open else x <= hi
         return above and below
 
     return check, text
+
+
+def nonnegative():
+    """(check, text) for a finite real number >= 0."""
+    return _real_in(0.0, math.inf)
+
+
+ADAMP_DEFAULT = "Heo et al., ICLR 2021; official adamp 0.3.0 default"
 
 
 def _betas_in(lo: float, hi: float):
@@ -117,7 +126,7 @@ def dampening(default: float, source: str) -> Hyper:
     return Hyper("dampening", default, c, t, "dampening of the gradient in the momentum buffer", source)
 
 
-def flag(name: str, default: bool, doc: str, source: str, structural: bool = True) -> Hyper:
+def flag(name: str, default: bool, doc: str, source: str, structural: bool = False) -> Hyper:
     return Hyper(name, default, _is_bool, "True or False", doc, source, structural=structural)
 
 
@@ -136,7 +145,8 @@ def lr_cov(default: float, source: str) -> Hyper:
 _DELTA = _real_in(0.0, math.inf, lo_open=True)
 _RATIO = _real_in(0.0, 1.0)
 PROJECTION_HYPERS = (
-    flag("project", False, "apply AdamP's radial projection to the update", "Heo et al., ICLR 2021"),
+    flag("project", False, "apply AdamP's radial projection to the update", "Heo et al., ICLR 2021",
+         structural=True),
     Hyper("delta", 0.1, _DELTA[0], _DELTA[1],
           "threshold of the scale-invariance test max|cos(w, g)| < delta/sqrt(row length)",
           "Heo et al., ICLR 2021; official adamp 0.3.0 default"),
@@ -149,6 +159,29 @@ PROJECTION_HYPERS = (
     flag("project_momentum", False,
          "write the projected direction back into the momentum buffer when the direction IS "
          "that buffer (official SGDP without Nesterov does this)", "adamp 0.3.0 SGDP"),
+)
+
+def _none_or_bool(x: Any) -> bool:
+    return x is None or isinstance(x, bool)
+
+
+def _false(x: Any) -> bool:
+    return x is False
+
+
+# Options every rule takes, as torch.optim's optimizers do (they live in the param groups).
+ADAPTER_HYPERS = (
+    flag("maximize", False, "maximize the objective: the rule follows -g", "torch.optim"),
+    Hyper("foreach", None, _none_or_bool, "None, True or False",
+          "torch.optim's implementation hint; a rule with a fused form runs it, otherwise the stages",
+          "torch.optim"),
+    Hyper("fused", None, _none_or_bool, "None, True or False",
+          "torch.optim's implementation hint; a rule with a fused form runs it, otherwise the stages",
+          "torch.optim"),
+    Hyper("capturable", False, _false, "False",
+          "CUDA-graph capture is not supported: the step counters live on the host", "torch.optim"),
+    Hyper("differentiable", False, _false, "False",
+          "a differentiable step (autograd through the update) is not supported", "torch.optim"),
 )
 
 # Keys a param group may carry besides the hyperparameters.

@@ -1,8 +1,10 @@
 """A thin ``torch.optim.Optimizer`` that runs any registered rule.
 
-The optimizer only loops over parameters, keeps the state, and applies ``θ ← θ + u`` once per
-parameter at the end of the chain; all the math lives in the stages (:mod:`sandbox.optim.stages`).
-This per-tensor loop is the reference implementation of every rule.
+The optimizer only checks, loops over parameter groups, keeps the state, and applies
+``θ ← θ + u`` once per parameter at the end of the chain; all the math lives in the stages
+(:mod:`sandbox.optim.stages`). Per group it runs one of three forms of the same chain
+(:mod:`sandbox.optim.forms`): torch's own kernels where the chain is exactly torch's rule, a
+fused kernel of the rule's paper family, or the stages themselves.
 """
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from . import checks
+from .forms import NO_INFO, GroupPlan, check_reducing, plan_group, run_plans
 from .registry import _REGISTRY, RuleSpec
-from .replicas import replica_shape
-from .stages import Context
 
 NONFINITE = ("raise", "skip", "ignore")
 IMPLS = ("auto", "fast", "reference")
@@ -27,6 +29,8 @@ class NonFiniteGradientError(FloatingPointError):
 _NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
 _DTYPE, _DEVICE, _SHAPE = (operator.attrgetter(a) for a in ("dtype", "device", "shape"))
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
+_SKIP_KEYS = ("params", "param_names")
+
 
 class RuleOptimizer(torch.optim.Optimizer):
     """Runs ``rule`` (a :class:`~sandbox.optim.registry.RuleSpec`) as a drop-in torch optimizer.
@@ -36,27 +40,31 @@ class RuleOptimizer(torch.optim.Optimizer):
       LR schedulers, closures; parameters whose ``grad`` is None are skipped; ``p.grad`` is never
       modified; zero-size, non-contiguous and channels_last parameters work; the math runs in the
       parameter's dtype (reductions of reducing stages in at least float32).
+    - torch.optim's options: ``maximize`` (every rule: the rule follows −g), ``amsgrad`` (rules
+      with Adam's moments), ``foreach``/``fused`` (hints: ``fused=True`` refuses a rule without a
+      fused form; both False run the stages), ``capturable``/``differentiable`` (refused by name).
+    - a step either completes for every parameter or changes nothing: gradients, parameters
+      (complex ones are refused: step ``torch.view_as_real(p)``), every state tensor (shape,
+      layout, dtype, device, the keys the rule needs) and hyperparameters that overflow the
+      parameters' dtype are checked before the first write (:mod:`sandbox.optim.checks`).
     - ``nonfinite``: ``'raise'`` (default) refuses a step whose gradients hold NaN/Inf with a
       :class:`NonFiniteGradientError` and changes nothing; ``'skip'`` skips such a step (counted in
       ``skipped_steps``), changing nothing; ``'ignore'`` does no check. The check costs one host
       synchronisation per step (not per tensor); 'ignore' removes it.
     - ``last_info`` maps each stepped parameter to the diagnostics its stages recorded at the last
       step (e.g. ``'projection'``: 0 none, 1 channel view, 2 layer view, per replica).
-    - ``impl``: ``'reference'`` runs the loop below (each stage's readable per-tensor update);
-      ``'fast'`` runs the same chain through :mod:`sandbox.optim.fast` (torch's fused/foreach kernels for
-      chains that are exactly torch's SGD/Adam/AdamW, the stages' list forms otherwise) and raises
-      ``NotImplementedError`` where it cannot (e.g. non-contiguous tensors); ``'auto'`` (default)
-      is fast where available and the reference elsewhere, decided per step before anything is
-      touched. ``last_impl`` says which one ran. Both give the same parameters and state up to
-      float round-off, and their state dicts are interchangeable.
+    - ``impl``: ``'reference'`` runs the stages; ``'auto'`` (default) runs, per group, torch's
+      kernels or the family's fused kernel where one mirrors the chain and the tensors qualify, the
+      stages elsewhere; ``'fast'`` raises ``NotImplementedError`` where no such form applies.
+      ``last_impl`` says what ran ('fast', 'reference' or 'mixed'). The forms are tested equal in
+      float64 and their state dicts are interchangeable.
     - a parameter whose dtype or device changed after its state was made (``model.double()``,
-      ``model.float()``, ``model.to('cuda')`` mid-run) takes its state along at its next step, on
-      both paths: every floating state tensor except the ``step`` counters is cast to the
-      parameter's dtype and moved to its device, as torch.optim's ``load_state_dict`` casts a
-      checkpoint's state (torch's own ``step()`` raises on such a mismatch instead). State a stage
-      keeps in full precision for 16-bit parameters (Adai's ``beta1_prod``) becomes float32 for
-      16-bit parameters and the parameter's dtype otherwise, as when it is created. Non-floating
-      state only moves. A step refused for non-finite gradients casts nothing.
+      ``model.to('cuda')`` mid-run) takes its state along at its next step: every floating state
+      tensor except the ``step`` counters is cast to the parameter's dtype and moved to its
+      device, as torch.optim's ``load_state_dict`` casts a checkpoint's state. State a stage keeps
+      in full precision for 16-bit parameters (Adai's ``beta1_prod``) becomes float32 for 16-bit
+      parameters. A parameter resized after its state was made is refused (its state no longer
+      fits it). A step refused for non-finite gradients casts nothing.
     """
 
     def __init__(self, params, rule: RuleSpec, nonfinite: str = "raise", impl: str = "auto",
@@ -70,22 +78,41 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.impl = impl
         self.last_impl: Optional[str] = None
-        self._fast = None
         self._step_calls = 0
         self.skipped_steps = 0
-        self.last_info: dict[Tensor, dict] = {}
-        self._chains: dict[tuple, tuple] = {}
-        self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device, shape) at its last step
-        self._layout_sig = None  # (ids, dtypes, devices, shapes) of the last step's parameters
+        self.last_info: dict = {}
+        self._reset_caches()
         defaults = {**rule.defaults, **hyperparams, "replica_dims": 0}
         super().__init__(params, defaults)
 
+    def _reset_caches(self) -> None:
+        self._chains: dict[tuple, tuple] = {}
+        self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device, shape) at its last step
+        self._layout_sig = None  # (ids, dtypes, devices, shapes) of the last step's parameters
+        self._checked_state: set = set()  # ids of params whose state was checked whole
+        self._dense_state: set = set()  # torch kernels: params whose state was found dense
+
     def add_param_group(self, param_group: dict) -> None:
-        # 'param_names': torch (>= 2.6) records them for named_parameters() input
-        skip = ("params", "param_names")
-        self.rule.validate({k: v for k, v in param_group.items() if k not in skip})
-        super().add_param_group(param_group)
-        self.rule.validate({k: v for k, v in self.param_groups[-1].items() if k not in skip})
+        """torch's, validated; a group that fails any check leaves the optimizer as it was."""
+        self.rule.validate({k: v for k, v in param_group.items() if k not in _SKIP_KEYS})
+        n = len(self.param_groups)
+        try:
+            super().add_param_group(param_group)
+            group = self.param_groups[-1]
+            self.rule.validate({k: v for k, v in group.items() if k not in _SKIP_KEYS})
+            for pi, p in enumerate(group["params"]):
+                checks.check_parameter(self.rule.name, p, n, pi)
+            self._check_fused_hint(group)
+        except BaseException:
+            del self.param_groups[n:]
+            raise
+
+    def _check_fused_hint(self, group: dict) -> None:
+        if group.get("fused") and not plan_group(self, group, dry=True).fast_form_exists:
+            raise ValueError(
+                f"{self.rule.name}: fused=True, but this rule's chain "
+                f"({' → '.join(s.name for s in self._chain(group))}) has no fused form; allowed: "
+                f"fused=None or False (the stages run)")
 
     # torch.optim pickles (and deep-copies) only defaults, state and param_groups; the rule and
     # the options live outside them. Caches are rebuilt; a registered rule travels by name.
@@ -100,27 +127,59 @@ class RuleOptimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict) -> None:
         # also called by torch's load_state_dict with only 'state' and 'param_groups'
         super().__setstate__(state)
-        # torch adds 'differentiable' to the defaults: no hyperparameter of a rule, and
-        # add_param_group would copy it into the new group and refuse it
-        self.defaults.pop("differentiable", None)
-        self._layouts, self._layout_sig = {}, None  # rebuilt at the next step (the state now at hand is checked then)
+        # torch adds 'differentiable' to the defaults: keep the rule's own value
+        self.defaults["differentiable"] = False
+        self._reset_caches()
         if "rule" in state:
             self.rule = _REGISTRY[state["rule"]] if isinstance(state["rule"], str) else state["rule"]
-            self._fast, self._chains, self.last_info = None, {}, {}
+            self.last_info = {}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """torch.optim's loader, except that state a stage keeps in full precision for 16-bit
-        parameters (e.g. Adai's ``beta1_prod``) stays float32 instead of being cast to bfloat16,
-        and that hyperparameters the saved groups lack (a torch.optim.Adam/SGD checkpoint has no
-        ``project``, ``replica_dims``...) keep their current values."""
+        """torch.optim's loader, with checks: every group's hyperparameters are validated (a
+        torch.optim checkpoint carrying an option this rule does not implement, e.g.
+        ``capturable=True`` or Adam's ``decoupled_weight_decay`` into the other rule, is refused),
+        and every state tensor must fit its parameter (:func:`checks.check_state`); a numeric
+        ``step`` is converted as torch does. On any refusal the optimizer is left as it was.
+        State a stage keeps in full precision for 16-bit parameters (Adai's ``beta1_prod``) stays
+        float32. Hyperparameters the saved groups lack keep their current values."""
+        self._check_saved_groups(state_dict)
+        saved_state, saved_groups = self.state, self.param_groups
         current = [dict(g) for g in self.param_groups]
         super().load_state_dict(state_dict)
-        for group, old in zip(self.param_groups, current):
-            for k, v in old.items():
-                group.setdefault(k, v)
-        if self._fast is not None:
-            self._fast.reset()
-        keys = {k for s in self.rule.stages(self.defaults) for k in getattr(s, "FULL_PRECISION_STATE", ())}
+        try:
+            for group, old in zip(self.param_groups, current):
+                for k, v in old.items():
+                    group.setdefault(k, v)
+            self._keep_full_precision(state_dict)
+            for gi, group in enumerate(self.param_groups):
+                required = checks.required_state(self._chain(group), group)
+                for pi, p in enumerate(group["params"]):
+                    st = self.state.get(p)
+                    if st:
+                        checks.normalise_step(st)
+                        checks.check_state(self.rule.name, p, st, required, gi, pi)
+        except BaseException:
+            self.state, self.param_groups = saved_state, saved_groups
+            raise
+        finally:
+            self._reset_caches()
+
+    def _check_saved_groups(self, state_dict: dict) -> None:
+        torch_only = {"decoupled_weight_decay": self.rule.decay == "decoupled"}
+        for gi, g in enumerate(state_dict.get("param_groups", [])):
+            values = {k: v for k, v in g.items() if k not in _SKIP_KEYS}
+            for k, expected in torch_only.items():
+                if k in values and bool(values.pop(k)) != expected:
+                    raise ValueError(
+                        f"{self.rule.name}: the checkpoint's group {gi} has {k}={g[k]!r}, which "
+                        f"is another algorithm (decay here is {self.rule.decay}); refused")
+            try:
+                self.rule.validate(values)
+            except ValueError as e:
+                raise ValueError(f"{e} (in group {gi} of the checkpoint being loaded)") from None
+
+    def _keep_full_precision(self, state_dict: dict) -> None:
+        keys = {k for s in self.rule.stages(self.defaults) for k in s.FULL_PRECISION_STATE}
         if not keys:
             return
         ids = [i for g in state_dict["param_groups"] for i in g["params"]]
@@ -134,13 +193,13 @@ class RuleOptimizer(torch.optim.Optimizer):
     def __repr__(self) -> str:
         return f"{self.rule.name} " + super().__repr__()
 
-    # --- the loop ------------------------------------------------------------------------------
     def _chain(self, group: dict) -> tuple:
-        key = tuple((h.name, group[h.name]) for h in self.rule.hypers if h.structural)
+        key = self.rule.chain_key(group)
         if key not in self._chains:
             self._chains[key] = self.rule.build(group)
         return self._chains[key]
 
+    # --- checks before the first write --------------------------------------------------------
     def _grads_finite(self, grads: list[Tensor]) -> bool:
         if self.nonfinite == "ignore" or not grads:
             return True
@@ -148,10 +207,8 @@ class RuleOptimizer(torch.optim.Optimizer):
             # One list kernel per precision and one host sync: a NaN or ±inf anywhere makes that
             # tensor's 2-norm non-finite. A finite 2-norm proves the tensor finite; a non-finite
             # one may also be an overflow of the sum of squares (|g| ≳ 1.8e19 in float32), so it
-            # is confirmed below. 16-bit gradients are normed in float32 (their own format would
-            # overflow at a norm of 65504 in float16). The 2-norm, not the 1-norm: torch's CPU
-            # list norm is vectorised for ord 2 only (measured 2.4 against 13.8 ms on 16.5M
-            # float32 gradients, 1.7 against 2.8 ms on 1000 small ones).
+            # is confirmed below. 16-bit gradients are normed in float32. The 2-norm, not the
+            # 1-norm: torch's CPU list norm is vectorised for ord 2 only.
             narrow = [g for g in grads if g.dtype in _NARROW]
             wide = [g for g in grads if g.dtype not in _NARROW] if narrow else grads
             norms = list(torch._foreach_norm(wide, 2)) if wide else []
@@ -172,14 +229,44 @@ class RuleOptimizer(torch.optim.Optimizer):
                 f"{', '.join(where)}. Parameters and state are unchanged. Pass nonfinite='skip' "
                 f"to skip such steps instead.")
 
+    def _check_before_writes(self, groups: list) -> None:
+        """Parameters, gradients, state and hyperparameters of every group (see the class doc).
+        State is checked whole for a parameter seen for the first time or changed, and its
+        tensors' shapes at every step (cheap; a wrong shape would be written out of bounds)."""
+        name = self.rule.name
+        checked = self._checked_state
+        for gi, group, params, idx in groups:
+            checks.check_hyper_range(name, group, params[0].dtype, gi)
+            required = checks.required_state(self._chain(group), group)
+            for p, pi in zip(params, idx):
+                g, st = p.grad, self.state.get(p)
+                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                    raise ValueError(
+                        f"{name}: the gradient of {checks.where(gi, pi, p)} has shape "
+                        f"{tuple(g.shape)}, {g.dtype} on {g.device}; it must match the parameter")
+                if not st:
+                    continue
+                if id(p) not in checked or any(
+                        isinstance(v, Tensor) and v.shape != p.shape and k != "step"
+                        for k, v in st.items()):
+                    checks.check_parameter(name, p, gi, pi)
+                    checks.normalise_step(st)
+                    checks.check_state(name, p, st, required, gi, pi)
+                    checked.add(id(p))
+
+    # --- the step ------------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], Any]] = None):
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        work = [(g, p) for g in self.param_groups for p in g["params"] if p.grad is not None]
-        grads = list(map(_GRAD, (p for _, p in work)))
+        groups = []
+        for gi, group in enumerate(self.param_groups):
+            idx = [i for i, p in enumerate(group["params"]) if p.grad is not None]
+            if idx:
+                groups.append((gi, group, [group["params"][i] for i in idx], idx))
+        grads = [p.grad for _, _, ps, _ in groups for p in ps]
         if any(map(_IS_SPARSE, grads)):
             raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
         if not self._grads_finite(grads):
@@ -187,104 +274,52 @@ class RuleOptimizer(torch.optim.Optimizer):
                 raise NonFiniteGradientError(self._nonfinite_message())
             self.skipped_steps += 1
             return loss
+        self._check_before_writes(groups)
+        self._follow_params(groups)
+        plans: list[GroupPlan] = [plan_group(self, group, ps) for _, group, ps, _ in groups]
+        check_reducing(self.rule.name, plans)
+        if self.impl == "fast":
+            slow = [p for p in plans if p.form == "stages"]
+            if slow:
+                raise NotImplementedError(
+                    f"{self.rule.name}: impl='fast' is not available for this step: "
+                    f"{slow[0].reason}. Use impl='auto' (the stages run where no fast form "
+                    f"applies) or impl='reference'.")
         self._step_calls += 1
-        if self._follow_params(work) and self._fast is not None:
-            self._fast.reset()  # its plans and checks were made for the old layouts
-        if self.impl != "reference" and self._fast_step(work):
-            return loss
-        self.last_impl = "reference"
-
-        # Sweep 1: the stages up to the first reducing stage (and its reduce), for every parameter.
-        self.last_info = {}
-        pending, sums = [], {}
-        for group, p in work:
-            ctx = Context(param=p, grad=p.grad, state=self.state[p], hp=group)
-            stages = self._chain(group)
-            u, i = p.grad, 0
-            while i < len(stages) and not stages[i].reduces:
-                u = stages[i].update(u, ctx)
-                i += 1
-            if i == len(stages):  # no reducing stage: apply at once (no whole-model temporaries)
-                self._apply(ctx, u)
-                continue
-            total, count = stages[i].reduce(u, ctx)
-            self._accumulate(sums, stages[i].name, total, count, p, ctx.replica_dims)
-            pending.append((ctx, stages, i, u))
-
-        # Global statistics (per replica), then sweep 2: the rest of every chain, and θ ← θ + u.
-        means = {name: total / count for name, (total, count, _) in sums.items()}
-        for ctx, stages, i, u in pending:
-            ctx.globals = means
-            for stage in stages[i:]:
-                u = stage.update(u, ctx)
-            self._apply(ctx, u)
+        forms = {p.form != "stages" for p in plans}
+        self.last_impl = "mixed" if len(forms) == 2 else "fast" if forms == {True} else "reference"
+        self.last_info = run_plans(self, plans)
         return loss
 
-    def _follow_params(self, work: list) -> bool:
-        """Cast the state of every parameter whose (dtype, device, shape) is not the one it had
-        at its last step (or that is seen for the first time) to its parameter's dtype and device
-        (see the class docstring). True when a parameter stepped before changed dtype, device or shape (``p.data
-        = ...``: the caches of the fast path then no longer hold, and torch's fused kernels must
-        not be handed state of another shape)."""
-        params = [p for _, p in work]
+    def _follow_params(self, groups: list) -> None:
+        """Cast the state of every parameter whose (dtype, device) is not the one it had at its
+        last step to its parameter's dtype and device (see the class docstring)."""
+        params = [p for _, _, ps, _ in groups for p in ps]
         sig = (list(map(id, params)), list(map(_DTYPE, params)), list(map(_DEVICE, params)),
                list(map(_SHAPE, params)))
         if sig == self._layout_sig:  # the same tensors, as they were at the last step
-            return False
-        self._layout_sig = sig
-        layouts, changed = self._layouts, False
-        for group, p in work:
-            now = (p.dtype, p.device, p.shape)
-            before = layouts.get(id(p))
-            if before == now:
-                continue
-            layouts[id(p)] = now
-            changed = changed or before is not None
-            state = self.state.get(p)
-            if not state:
-                continue
-            full = {k for s in self._chain(group) for k in getattr(s, "FULL_PRECISION_STATE", ())}
-            for k, v in state.items():
-                if not isinstance(v, Tensor) or k == "step":  # torch's policy: counters stay put
-                    continue
-                dtype = v.dtype
-                if v.is_floating_point() and p.is_floating_point():
-                    dtype = torch.promote_types(p.dtype, torch.float32) if k in full else p.dtype
-                if v.dtype != dtype or v.device != p.device:
-                    state[k] = v.to(device=p.device, dtype=dtype)
-        return changed
-
-    def _fast_step(self, work: list) -> bool:
-        """Run the step on the fast path if every parameter qualifies; False to fall back."""
-        if self._fast is None:
-            from .fast import FastExecutor
-
-            self._fast = FastExecutor(self)
-        reason = self._fast.unsupported(work) if work else "no parameter has a gradient"
-        if reason is None:
-            self._fast.step(work)
-            self.last_impl = "fast"
-            return True
-        if self.impl == "fast" and work:
-            raise NotImplementedError(
-                f"{self.rule.name}: impl='fast' is not available for this step: {reason}. Use "
-                f"impl='auto' (falls back to the reference) or impl='reference'.")
-        return False
-
-    def _apply(self, ctx: Context, u: Tensor) -> None:
-        ctx.param.add_(u)
-        self.last_info[ctx.param] = ctx.info
-
-    @staticmethod
-    def _accumulate(sums: dict, name: str, total: Tensor, count: int, p: Tensor, rd: int) -> None:
-        shape = replica_shape(p, rd)
-        if name not in sums:
-            sums[name] = (total, count, shape)
             return
-        acc, n, first = sums[name]
-        if shape != first:
-            raise ValueError(
-                f"{name} takes a mean over all parameters per replica, so every parameter needs "
-                f"the same replica shape; got {first} and {shape} (replica_dims of the groups)"
-            )
-        sums[name] = (acc + total.to(acc.dtype), n + count, first)
+        self._layout_sig = sig
+        self._dense_state.clear()
+        layouts = self._layouts
+        for _, group, ps, _ in groups:
+            full = {k for s in self._chain(group) for k in s.FULL_PRECISION_STATE}
+            for p in ps:
+                now = (p.dtype, p.device, p.shape)
+                if layouts.get(id(p)) == now:
+                    continue
+                layouts[id(p)] = now
+                state = self.state.get(p)
+                if not state:
+                    continue
+                for k, v in state.items():
+                    if not isinstance(v, Tensor) or k == "step":  # torch's policy: counters stay put
+                        continue
+                    dtype = v.dtype
+                    if v.is_floating_point() and p.is_floating_point():
+                        dtype = torch.promote_types(p.dtype, torch.float32) if k in full else p.dtype
+                    if v.dtype != dtype or v.device != p.device:
+                        state[k] = v.to(device=p.device, dtype=dtype)
+
+
+__all__ = ["RuleOptimizer", "NonFiniteGradientError", "NO_INFO"]

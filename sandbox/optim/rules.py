@@ -1,5 +1,9 @@
 """The catalogue of named rules: each is a chain of stages that reads like its paper's equations.
 
+A rule states its chain, its structural flags and the defaults its paper gives (with their
+source); its hyperparameters, metadata and theory traits are derived from the chain
+(:mod:`sandbox.optim.registry`). A user's own rule is registered the same way, from any module.
+
 How the projection's ``wd_ratio`` meets each base rule's weight decay: the projection stage sits
 where the rule's direction is complete, before any decoupled decay. So ``wd_ratio`` scales a
 DECOUPLED decay (adamw→adamp, sgdp, adaiw+P, rfadamw+P) exactly as in AdamP/SGDP. A COUPLED L2
@@ -29,21 +33,19 @@ PAPER_ADAI = "Xie et al., 'Adaptive Inertia: Disentangling the Effects of Adapti
 PAPER_RF = "Lin et al., 'Can We Remove the Square-Root in Adaptive Gradient Methods? A Second-Order Perspective', ICML 2024"
 
 
+def project_flag(default: bool = False) -> H.Hyper:
+    """The ``project`` flag: adds the radial projection (one stage for every base rule)."""
+    h = H.PROJECTION_HYPERS[0]
+    return H.flag("project", default, h.doc, h.source, structural=True)
+
+
 def projection(hp: Mapping[str, Any], eps_key: str = "proj_eps"):
-    """The radial-projection stage when ``project`` is on (one stage for every base rule)."""
+    """The radial-projection stage when ``project`` is on."""
     return radial_projection(eps_key) if hp["project"] else None
 
 
-def _projection_hypers(on: bool, shares_eps: bool = False, project_momentum: bool = False):
-    """The projection's hyperparameters; ``proj_eps`` only where the rule's eps is not shared."""
-    out = []
-    for h in H.PROJECTION_HYPERS:
-        if h.name in ("project", "project_momentum"):
-            h = H.flag(h.name, on if h.name == "project" else project_momentum, h.doc, h.source)
-        if h.name == "proj_eps" and shares_eps:
-            continue
-        out.append(h)
-    return tuple(out)
+# Sources of the projection's own defaults, for every rule that can project.
+PROJECTION_DEFAULTS = {h.name: (h.default, h.source) for h in H.PROJECTION_HYPERS if h.name != "project"}
 
 
 def _variants(spec: RuleSpec, projected_name: str) -> None:
@@ -51,14 +53,11 @@ def _variants(spec: RuleSpec, projected_name: str) -> None:
     projected forms are the papers' own rules, registered as ``sgdp`` and ``adamp``; a plain
     ``create("sgd", ..., project=True)`` is torch's SGD with the projection stage added.)"""
     register(spec)
-    hypers = tuple(
-        H.flag("project", True, h.doc, h.source) if h.name == "project" else h for h in spec.hypers
-    )
+    flags = tuple(project_flag(True) if f.name == "project" else f for f in spec.flags)
     register(RuleSpec(
         name=projected_name, summary=f"{spec.summary} + radial projection",
-        paper=f"{spec.paper}; projection: {PAPER_ADAMP}", hypers=hypers, build=spec.build,
-        homogeneity=spec.homogeneity, momentum_kind=spec.momentum_kind, decay=spec.decay,
-        reference=spec.reference, base=spec.name,
+        paper=f"{spec.paper}; projection: {PAPER_ADAMP}", build=spec.build, flags=flags,
+        defaults_from=spec.defaults_from, reference=spec.reference, base=spec.name,
     ))
 
 
@@ -72,10 +71,10 @@ def _sgd(hp):
 register(RuleSpec(
     name="sgd", summary="SGD with heavy-ball momentum, dampening, Nesterov and coupled L2",
     paper="Robbins & Monro 1951; Polyak 1964; Sutskever et al., ICML 2013",
-    hypers=(H.lr(1e-3, TORCH), H.momentum(0.0, TORCH), H.dampening(0.0, TORCH),
-            H.weight_decay(0.0, TORCH, "coupled L2: g ← g + λθ"),
-            H.flag("nesterov", False, "Nesterov momentum", TORCH)) + _projection_hypers(False),
-    build=_sgd, homogeneity=1, momentum_kind="heavy_ball", decay="coupled",
+    build=_sgd, flags=(project_flag(False),),
+    defaults_from={"lr": (1e-3, TORCH), "momentum": (0.0, TORCH), "dampening": (0.0, TORCH),
+                   "weight_decay": (0.0, TORCH + "; coupled L2: g ← g + λθ"),
+                   "nesterov": (False, TORCH), **PROJECTION_DEFAULTS},
     reference="torch.optim.SGD",
 ))
 
@@ -89,12 +88,12 @@ def _sgdp(hp):
 
 register(RuleSpec(
     name="sgdp", summary="SGD with momentum + radial projection (official SGDP)", paper=PAPER_ADAMP,
-    hypers=(H.lr(H.REQUIRED, ADAMP), H.momentum(0.0, ADAMP), H.dampening(0.0, ADAMP),
-            H.weight_decay(0.0, ADAMP, "decoupled, θ ← θ(1 − lr·λ·factor/(1 − momentum))"),
-            H.flag("nesterov", False, "Nesterov momentum", ADAMP),
-            H.eps(1e-8, ADAMP, "eps of the projection's norms and cosines"))
-    + _projection_hypers(True, shares_eps=True, project_momentum=True),
-    build=_sgdp, homogeneity=1, momentum_kind="heavy_ball", decay="decoupled",
+    build=_sgdp, flags=(project_flag(True),),
+    defaults_from={"lr": (H.REQUIRED, ADAMP), "momentum": (0.0, ADAMP), "dampening": (0.0, ADAMP),
+                   "weight_decay": (0.0, ADAMP + "; decoupled, θ ← θ(1 − lr·λ·factor/(1 − momentum))"),
+                   "nesterov": (False, ADAMP), "eps": (1e-8, ADAMP),
+                   "delta": PROJECTION_DEFAULTS["delta"], "wd_ratio": PROJECTION_DEFAULTS["wd_ratio"],
+                   "project_momentum": (True, "adamp 0.3.0 SGDP: the in-place projection of the buffer")},
     reference="adamp.SGDP (0.3.0)",
 ))
 
@@ -110,29 +109,29 @@ def _adamw(hp):
     return chain(scale_by_adam(), projection(hp, "eps"), add_decayed_weights(), scale_by_lr())
 
 
-_ADAM_HYPERS = (H.lr(1e-3, TORCH), H.betas((0.9, 0.999), TORCH), H.eps(1e-8, TORCH))
+_ADAM = {"lr": (1e-3, TORCH), "betas": ((0.9, 0.999), TORCH), "eps": (1e-8, TORCH),
+         "amsgrad": (False, TORCH), "nesterov": (False, ADAMP + " (its Nesterov form)"),
+         "delta": PROJECTION_DEFAULTS["delta"], "wd_ratio": PROJECTION_DEFAULTS["wd_ratio"],
+         "project_momentum": PROJECTION_DEFAULTS["project_momentum"]}
 register(RuleSpec(
     name="adam", summary="Adam with coupled L2", paper="Kingma & Ba, 'Adam', ICLR 2015",
-    hypers=_ADAM_HYPERS + (H.weight_decay(0.0, TORCH, "coupled L2: g ← g + λθ"),)
-    + _projection_hypers(False, shares_eps=True),
-    build=_adam, homogeneity=0, momentum_kind="ema", decay="coupled", reference="torch.optim.Adam",
+    build=_adam, flags=(project_flag(False),),
+    defaults_from={**_ADAM, "weight_decay": (0.0, TORCH + "; coupled L2: g ← g + λθ")},
+    reference="torch.optim.Adam",
 ))
 register(RuleSpec(
     name="adamw", summary="Adam with decoupled weight decay",
     paper="Loshchilov & Hutter, 'Decoupled Weight Decay Regularization', ICLR 2019",
-    hypers=_ADAM_HYPERS + (H.weight_decay(1e-2, TORCH, "decoupled: θ ← θ(1 − lr·λ·factor)"),
-                           H.flag("nesterov", False, "AdamP's Nesterov form", ADAMP))
-    + _projection_hypers(False, shares_eps=True),
-    build=_adamw, homogeneity=0, momentum_kind="ema", decay="decoupled",
+    build=_adamw, flags=(project_flag(False),),
+    defaults_from={**_ADAM, "weight_decay": (1e-2, TORCH + "; decoupled: θ ← θ(1 − lr·λ·factor)")},
     reference="torch.optim.AdamW",
 ))
 register(RuleSpec(
     name="adamp", summary="AdamW + radial projection (official AdamP)", paper=PAPER_ADAMP,
-    hypers=(H.lr(1e-3, ADAMP), H.betas((0.9, 0.999), ADAMP), H.eps(1e-8, ADAMP),
-            H.weight_decay(0.0, ADAMP, "decoupled: θ ← θ(1 − lr·λ·factor)"),
-            H.flag("nesterov", False, "Nesterov form (β1 m + (1−β1) g)/denom", ADAMP))
-    + _projection_hypers(True, shares_eps=True),
-    build=_adamw, homogeneity=0, momentum_kind="ema", decay="decoupled",
+    build=_adamw, flags=(project_flag(True),),
+    defaults_from={**_ADAM, "lr": (1e-3, ADAMP), "betas": ((0.9, 0.999), ADAMP),
+                   "eps": (1e-8, ADAMP), "nesterov": (False, ADAMP),
+                   "weight_decay": (0.0, ADAMP + "; decoupled: θ ← θ(1 − lr·λ·factor)")},
     reference="adamp.AdamP (0.3.0)", base="adamw",
 ))
 
@@ -145,21 +144,16 @@ def _adai(hp):
     return chain(add_decayed_weights(), adaptive_inertia(), projection(hp), scale_by_lr())
 
 
-def _adai_hypers(decoupled: bool):
-    return (H.lr(H.REQUIRED, ADAI + " (SGD-scale; e.g. 0.1-1.0)"),
-            H.betas((0.1, 0.99), ADAI, "(beta0, beta2): inertia scale and second-moment EMA"),
-            H.eps(1e-3, ADAI, "inertia bound: beta1 <= 1 - eps"),
-            H.weight_decay(0.0, ADAI, "decoupled (AdaiW) or coupled L2 (Adai)"),
-            H.flag("decoupled", decoupled, "decoupled weight decay (AdaiW)", ADAI)) \
-        + _projection_hypers(False)
-
-
+_ADAI = {"lr": (H.REQUIRED, ADAI + " (SGD-scale; e.g. 0.1-1.0)"), "betas": ((0.1, 0.99), ADAI),
+         "eps": (1e-3, ADAI), "weight_decay": (0.0, ADAI + "; decoupled (AdaiW) or coupled L2 (Adai)"),
+         **PROJECTION_DEFAULTS}
 for _name, _dec in (("adai", False), ("adaiw", True)):
     _variants(RuleSpec(
         name=_name, summary="Adaptive inertia" + (" with decoupled decay" if _dec else ""),
-        paper=PAPER_ADAI, hypers=_adai_hypers(_dec), build=_adai, homogeneity=1,
-        momentum_kind="adaptive", decay="decoupled" if _dec else "coupled",
-        reference="zeke-xie/adaptive-inertia-adai Adai/AdaiW",
+        paper=PAPER_ADAI, build=_adai,
+        flags=(H.flag("decoupled", _dec, "decoupled weight decay (AdaiW)", ADAI, structural=True),
+               project_flag(False)),
+        defaults_from=_ADAI, reference="zeke-xie/adaptive-inertia-adai Adai/AdaiW",
     ), _name + "p")
 
 
@@ -177,20 +171,20 @@ def _rfrmsprop(hp):
 
 _variants(RuleSpec(
     name="rfadamw", summary="Root-free AdamW (no square root; preconditioner B·v)", paper=PAPER_RF,
-    hypers=(H.lr(1e-3, RF), H.betas((0.9, 0.999), RF),
-            H.eps(1e-4, RF, "damping λ added to B·v (authors keep 0 < λ < 5e-4)"),
-            H.weight_decay(0.0, RF, "decoupled: θ ← θ(1 − lr·λ·factor)"), H.batch_size(RF),
-            H.flag("bias_correction", False, "Adam-style bias correction", RF))
-    + _projection_hypers(False),
-    build=_rfadamw, homogeneity=-1, momentum_kind="ema", decay="decoupled",
+    build=_rfadamw, flags=(project_flag(False),),
+    defaults_from={"lr": (1e-3, RF), "betas": ((0.9, 0.999), RF), "eps": (1e-4, RF),
+                   "weight_decay": (0.0, RF + "; decoupled: θ ← θ(1 − lr·λ·factor)"),
+                   "batch_size": (H.REQUIRED, RF), "bias_correction": (False, RF),
+                   **PROJECTION_DEFAULTS},
     reference="hand-computed from the paper's equations",
 ), "rfadamwp")
 _variants(RuleSpec(
     name="rfrmsprop", summary="Root-free RMSProp with heavy-ball momentum", paper=PAPER_RF,
-    hypers=(H.lr(4.98e-3, RF_TUNED), H.momentum(0.961, RF_TUNED), H.lr_cov(1.18e-3, RF_TUNED),
-            H.eps(1e-4, RF, "damping λ added to B·v (authors keep 0 < λ < 5e-4)"),
-            H.weight_decay(0.0, RF, "L2 added after preconditioning: d = g/(B·v + λ) + wd·θ"),
-            H.batch_size(RF)) + _projection_hypers(False),
-    build=_rfrmsprop, homogeneity=-1, momentum_kind="heavy_ball", decay="coupled",
+    build=_rfrmsprop, flags=(project_flag(False),),
+    defaults_from={"lr": (4.98e-3, RF_TUNED), "momentum": (0.961, RF_TUNED),
+                   "lr_cov": (1.18e-3, RF_TUNED), "eps": (1e-4, RF),
+                   "weight_decay": (0.0, RF + "; L2 added after preconditioning: d = g/(B·v + λ) + wd·θ"),
+                   "batch_size": (H.REQUIRED, RF), "dampening": (0.0, RF + " (no dampening)"),
+                   "nesterov": (False, RF + " (heavy ball, no Nesterov)"), **PROJECTION_DEFAULTS},
     reference="hand-computed from the paper's equations",
 ), "rfrmspropp")

@@ -1,27 +1,50 @@
-"""The theory traits of a registered rule, read off its stage chain (no table of names).
+"""The theory traits of a registered rule, composed from what its stages declare (no table of names).
 
 ``theory`` is pure numpy and knows rules only through :class:`theory.RuleTraits`
 (homogeneity k, momentum kind and coefficient, projection, decay coupling, ...). This module
-builds those traits for ANY registered rule from ``sandbox.info(name)`` and the chain its
-hyperparameters compose, so a new rule added to the registry gets the §2/§3 predictions without
-new theory code wherever the theory covers its traits:
+composes those traits for ANY registered rule, a user's own included, from the
+:class:`~sandbox.optim.stages.base.StageTraits` each stage of its chain declares:
 
-- k: ``RuleSpec.homogeneity``;
-- momentum: a ``heavy_ball`` stage (coefficient ``momentum``, ``dampening``, ``nesterov``), an
-  EMA inside ``scale_by_adam``/``scale_by_rootfree_adam`` (``betas[0]``), or Adai's
-  ``adaptive_inertia`` (EMA at the isotropic value β1 = 1 − β0, flagged ``adaptive_inertia``);
-- projection: a ``radial_projection`` stage; it also projects the stored buffer when it directly
-  follows a non-Nesterov heavy ball and ``project_momentum`` is on (official SGDP);
-- decay: ``add_decayed_weights`` BEFORE the momentum filter is coupled L2 (it passes through
-  the filter), after it decoupled; coupled L2 placed after the preconditioner (root-free
-  RMSProp) is not preconditioned; the SGDP scaling 1/(1 − momentum) gives ``decay_scale``.
+- k: the composition of the stages' homogeneity maps k ↦ a·k + b, starting from the gradient's
+  k = 1 (Adam's m/√v sends any k to 0; root-free m/(B·v) sends k to −k);
+- momentum: the first stage that declares a temporal filter gives its kind and coefficient
+  (Adai's ``adaptive_inertia`` is an EMA at its isotropic value β1 = 1 − β0, flagged
+  ``adaptive_inertia``); a coefficient of 0 means no momentum;
+- projection: a stage that declares ``projects``; it also projects the stored buffer when the
+  stage before it returns its buffer as the direction and the projection writes back (SGDP);
+- decay: a stage that declares ``decays`` is coupled L2 when a filter or preconditioner comes
+  after it (the decay passes through it), decoupled otherwise; coupled L2 placed after a
+  preconditioner (root-free RMSProp) is not preconditioned; its ``decay_scale`` is the constant
+  factor on λ (SGDP's 1/(1 − momentum)).
 """
 from __future__ import annotations
 
+from typing import Any, Mapping, Sequence
+
 from theory import RuleTraits
 
-_FILTERS = ("heavy_ball", "scale_by_adam", "scale_by_rootfree_adam", "adaptive_inertia")
-_PRECONDITIONERS = ("scale_by_adam", "scale_by_rootfree_adam", "precondition_rootfree")
+
+def chain_degree(stages: Sequence) -> float:
+    """The homogeneity degree of the chain's update in the gradient (eps, decay → 0)."""
+    k = 1.0
+    for s in stages:
+        a, b = s.traits.degree
+        k = a * k + b
+    return k + 0.0  # no −0.0
+
+
+def _filters(s) -> bool:
+    return bool(s.traits.momentum or s.traits.preconditions)
+
+
+def decay_placement(stages: Sequence) -> tuple[str, bool, Any]:
+    """(coupling, l2_preconditioned, the decaying stage or None) of a chain."""
+    for i, s in enumerate(stages):
+        if s.traits.decays:
+            after = any(_filters(t) for t in stages[i + 1:])
+            before = any(t.traits.preconditions for t in stages[:i])
+            return ("coupled" if after else "decoupled"), not (after and before), s
+    return "none", True, None
 
 
 def rule_traits(name: str, projection_active: bool = True, **hp) -> RuleTraits:
@@ -33,38 +56,35 @@ def rule_traits(name: str, projection_active: bool = True, **hp) -> RuleTraits:
     >>> rule_traits("sgdp", lr=0.1, momentum=0.9).decay_scale   # 1/(1 - 0.9)
     10.000000000000002
     """
-    import sandbox
+    from .registry import get_rule
 
-    spec = sandbox.info(name)
+    spec = get_rule(name)
     full = {**spec.defaults, **hp}
-    stages = spec.stages(full)
-    names = [s.name for s in stages]
+    return chain_traits(spec.stages(full), full, name=spec.name,
+                        projection_active=projection_active)
+
+
+def chain_traits(stages: Sequence, hp: Mapping[str, Any], name: str = "",
+                 projection_active: bool = True) -> RuleTraits:
+    """The traits of a chain at hyperparameters ``hp`` (see the module docstring)."""
     kind, beta, damp, nesterov, adaptive = "none", 0.0, 0.0, False, False
-    for s in stages:
-        if s.name == "heavy_ball":
-            kind, beta = "heavy_ball", float(full["momentum"])
-            damp, nesterov = float(full.get("dampening", 0.0)), bool(full.get("nesterov", False))
-        elif s.name in ("scale_by_adam", "scale_by_rootfree_adam"):
-            kind, beta = "ema", float(full["betas"][0])
-        elif s.name == "adaptive_inertia":
-            kind, beta, adaptive = "ema", 1.0 - float(full["betas"][0]), True
+    filt = next((s for s in stages if s.traits.momentum), None)
+    if filt is not None:
+        t = filt.traits
+        kind, beta = ("ema" if t.momentum == "adaptive" else t.momentum), float(t.beta(hp))
+        damp, nesterov, adaptive = float(t.dampening(hp)), bool(t.nesterov(hp)), t.momentum == "adaptive"
     if beta == 0.0:
         kind = "none"
-    projected = "radial_projection" in names and projection_active
+    proj = [i for i, s in enumerate(stages) if s.traits.projects]
+    projected = bool(proj) and projection_active
     project_buffer = False
-    if projected and kind == "heavy_ball" and not nesterov:
-        i = names.index("radial_projection")
-        project_buffer = names[i - 1] == "heavy_ball" and bool(full.get("project_momentum", False))
-    decay, decay_scale, l2_pre = "none", 1.0, True
-    if "add_decayed_weights" in names:
-        i_dec = names.index("add_decayed_weights")
-        i_filter = min((names.index(f) for f in _FILTERS if f in names), default=len(names))
-        decay = "coupled" if i_dec < i_filter else "decoupled"
-        pre = [names.index(p) for p in _PRECONDITIONERS if p in names]
-        l2_pre = not (decay == "coupled" and pre and min(pre) < i_dec)
-        if getattr(stages[i_dec], "sgdp_scaling", False):
-            decay_scale = 1.0 / (1.0 - float(full["momentum"]))
-    return RuleTraits(homogeneity=spec.homogeneity, momentum=beta, momentum_kind=kind,
+    if projected and proj[0] > 0:
+        prev, p = stages[proj[0] - 1], stages[proj[0]]
+        project_buffer = bool(prev.traits.direction_is_buffer(hp)) and bool(p.traits.writes_back(hp)) \
+            and kind == "heavy_ball"
+    decay, l2_pre, dec = decay_placement(stages)
+    decay_scale = float(dec.traits.decay_scale(hp)) if dec is not None else 1.0
+    return RuleTraits(homogeneity=chain_degree(stages), momentum=beta, momentum_kind=kind,
                       projected=projected, decay=decay, dampening=damp, nesterov=nesterov,
                       decay_scale=decay_scale, l2_preconditioned=l2_pre,
-                      project_buffer=project_buffer, adaptive_inertia=adaptive, name=spec.name)
+                      project_buffer=project_buffer, adaptive_inertia=adaptive, name=name)

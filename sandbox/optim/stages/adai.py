@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from ..replicas import broadcast_to_items, per_replica_numel, per_replica_sum
-from .base import Context, Stage
+from .. import hyper as H
+from .base import Context, Stage, StageTraits
 
 
 class adaptive_inertia(Stage):
@@ -46,25 +47,36 @@ class adaptive_inertia(Stage):
 
     name = "adaptive_inertia"
     reduces = True
+    hypers = (H.betas((0.1, 0.99), "", "(beta0, beta2): inertia scale and second-moment EMA"),
+              H.eps(1e-3, "", "inertia bound: beta1 <= 1 - eps"))
+    # k = 1: β1 depends on ratios of v only; the isotropic inertia is β1 = 1 − β0
+    traits = StageTraits(momentum="adaptive", beta=lambda hp: 1.0 - float(hp["betas"][0]))
+    state = {"step": "step counter t", "exp_avg": "m_t", "exp_avg_sq": "v_t",
+             "beta1_prod": "P_t, the product of past β1 (per element)"}
 
     def reduce(self, u: Tensor, ctx: Context) -> tuple[Tensor, int]:
         beta2 = ctx.hp["betas"][1]
         t = ctx.step_count()
         v = ctx.state_tensor("exp_avg_sq")
         v.mul_(beta2).addcmul_(u, u, value=1.0 - beta2)
-        ctx.info["bc2"] = 1.0 - beta2**t
         acc = torch.promote_types(v.dtype, torch.float32)
         rd = ctx.replica_dims
-        return per_replica_sum(v, rd, dtype=acc) / ctx.info["bc2"], per_replica_numel(v, rd)
+        return per_replica_sum(v, rd, dtype=acc) / (1.0 - beta2**t), per_replica_numel(v, rd)
+
+    @staticmethod
+    def inertia(v: Tensor, vbar: Tensor, step: float, hp, rd: int, dtype: torch.dtype) -> Tensor:
+        """β1 = clip(1 − β0 v̂/v̄, 0, 1 − eps) per element, with v̂ = v/(1 − β2^t) and v̂/v̄ = 1
+        where v̄ = 0 (``vbar`` per replica)."""
+        beta0, beta2 = hp["betas"]
+        vbar = broadcast_to_items(vbar, v, rd).to(dtype)
+        v_hat = v.to(dtype) / (1.0 - beta2 ** step)
+        ratio = torch.where(vbar > 0, v_hat / vbar, torch.ones_like(v_hat))
+        return (1.0 - beta0 * ratio).clamp_(0.0, 1.0 - hp["eps"])
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:
-        beta0 = ctx.hp["betas"][0]
-        v = ctx.state["exp_avg_sq"]
         dtype = ctx.compute_dtype
-        vbar = broadcast_to_items(ctx.globals[self.name], v, ctx.replica_dims).to(dtype)
-        v_hat = v.to(dtype) / ctx.info["bc2"]
-        ratio = torch.where(vbar > 0, v_hat / vbar, torch.ones_like(v_hat))
-        beta1 = (1.0 - beta0 * ratio).clamp_(0.0, 1.0 - ctx.hp["eps"])
+        beta1 = self.inertia(ctx.state["exp_avg_sq"], ctx.globals[self.name],
+                             float(ctx.state["step"]), ctx.hp, ctx.replica_dims, dtype)
         prod = ctx.state_tensor("beta1_prod", fill=1.0, dtype=dtype)
         prod.mul_(beta1)
         m = ctx.state_tensor("exp_avg")

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..replicas import broadcast_to_items, item_shape, rows
-from .base import Context, Stage
+from .. import hyper as H
+from .base import Context, Flow, Stage, StageTraits
 
 VIEWS = ("channel", "layer")
 NONE, CHANNEL, LAYER = 0, 1, 2  # codes of the view that fired, in ctx.info["projection"]
@@ -36,8 +37,9 @@ class radial_projection(Stage):
     .. math::  d_\text{row} \leftarrow d_\text{row} - \hat w_\text{row}\langle \hat w_\text{row}, d_\text{row}\rangle,
                \quad \hat w = w/(\lVert w\rVert + \epsilon)
 
-    (``eps`` is the hyperparameter named by ``eps_key``), and the decoupled weight decay placed after this stage is scaled by ``wd_ratio``
-    (``ctx.decay_scale``); where no view passes, nothing changes (factor 1).
+    (``eps`` is the hyperparameter named by ``eps_key``), and the decoupled weight decay placed
+    after this stage is scaled by ``wd_ratio`` (it sets ``flow.decay_scale``); where no view
+    passes, nothing changes (factor 1).
 
     Whole-tensor and free of host synchronisation: both views' verdicts and projections are
     computed and selected with ``torch.where`` per replica (the official code branches on
@@ -46,25 +48,30 @@ class radial_projection(Stage):
 
     ``project_momentum``: the official SGDP without Nesterov projects its direction in place, and
     that direction IS the momentum buffer, so the stored buffer gets projected too. With
-    ``project_momentum=True`` this stage reproduces that: when the incoming direction is one of this
-    parameter's state tensors, the projection is written back into it. Otherwise the buffer keeps
-    its radial part (timm's behaviour).
+    ``project_momentum=True`` this stage reproduces that: when the incoming flow says its direction
+    is a state buffer (``flow.buffer``), the projection is written back into it. Otherwise the
+    buffer keeps its radial part (timm's behaviour).
     """
 
     name = "radial_projection"
+    traits = StageTraits(projects=True, writes_back=lambda hp: bool(hp.get("project_momentum")))
 
     def __init__(self, eps_key: str = "proj_eps"):
         # AdamP and SGDP share their ``eps`` with the projection (official code); rules whose eps
         # means something else (Adai's inertia bound, root-free's damping) or that have none (SGD)
         # give the projection its own ``proj_eps``.
         self.eps_key = eps_key
+        self.hypers = tuple(h for h in H.PROJECTION_HYPERS if h.name not in ("project", "proj_eps"))
+        self.hypers += (H.Hyper(eps_key, 1e-8, *H.nonnegative(), "eps of the projection's norms and cosines",
+                                H.ADAMP_DEFAULT),)
 
-    def update(self, u: Tensor, ctx: Context) -> Tensor:
+    def apply(self, flow: Flow, ctx: Context) -> Flow:
+        u = flow.u
         rd = ctx.replica_dims
         w, g = ctx.param, ctx.grad
         if len(item_shape(w, rd)) <= 1 or w.numel() == 0:
             ctx.info["projection"] = torch.zeros(w.shape[:rd], dtype=torch.uint8, device=w.device)
-            return u
+            return flow
         delta, eps = ctx.hp["delta"], ctx.hp[self.eps_key]
         fired, out = None, u
         # Views in reverse priority: a later (higher-priority) view overrides an earlier verdict.
@@ -81,8 +88,8 @@ class radial_projection(Stage):
         # Build wd_ratio in the parameter's dtype: a Python scalar in torch.where would be float32.
         ratio = torch.where(fired > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w.dtype, device=w.device),
                             torch.ones((), dtype=w.dtype, device=w.device))
-        ctx.decay_scale = ctx.decay_scale * broadcast_to_items(ratio, w, rd)
-        if ctx.hp.get("project_momentum", False) and any(u is s for s in ctx.state.values()):
+        scale = flow.decay_scale * broadcast_to_items(ratio, w, rd)
+        if ctx.hp.get("project_momentum", False) and flow.buffer is not None:
             u.copy_(out)
-            return u
-        return out
+            return Flow(u, scale, flow.buffer)
+        return Flow(out, scale, None)

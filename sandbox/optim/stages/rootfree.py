@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import Context, Stage
+from .. import hyper as H
+from .base import Context, Stage, StageTraits
+
+_DAMPING = "damping λ added to B·v (authors keep 0 < λ < 5e-4)"
 
 
 class scale_by_rootfree_adam(Stage):
@@ -28,6 +31,11 @@ class scale_by_rootfree_adam(Stage):
     """
 
     name = "scale_by_rootfree_adam"
+    hypers = (H.betas((0.9, 0.999), ""), H.eps(1e-4, "", _DAMPING), H.batch_size(""),
+              H.flag("bias_correction", False, "Adam-style bias correction", ""))
+    traits = StageTraits(degree=(-1.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]),
+                         preconditions=True)
+    state = {"step": "step counter t", "exp_avg": "m_t", "exp_avg_sq": "v_t (starts at 1/B)"}
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:
         beta1, beta2 = ctx.hp["betas"]
@@ -52,6 +60,9 @@ class precondition_rootfree(Stage):
     """
 
     name = "precondition_rootfree"
+    hypers = (H.lr_cov(1.18e-3, ""), H.eps(1e-4, "", _DAMPING), H.batch_size(""))
+    traits = StageTraits(degree=(-1.0, 0.0), preconditions=True)
+    state = {"exp_avg_sq": "v_t (starts at 1/B)"}
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:
         B = ctx.hp["batch_size"]

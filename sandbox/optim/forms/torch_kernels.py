@@ -29,7 +29,8 @@ from ..stages import add_decayed_weights, heavy_ball, scale_by_adam, scale_by_lr
 
 
 def torch_kind(stages: tuple, hp) -> Optional[str]:
-    """'sgd', 'adam', 'adamw' when the chain is exactly that torch rule, else None."""
+    """'sgd', 'adam', 'adamw' when the chain is exactly that torch rule, else None.
+    (``maximize`` and Adam's ``amsgrad`` are torch's own options: they are passed on.)"""
     kinds = tuple(type(s) for s in stages)
     if kinds == (add_decayed_weights, heavy_ball, scale_by_lr):
         hb = stages[1]
@@ -66,7 +67,7 @@ def _one_dtype_and_device(params: list[Tensor]) -> bool:
 
 
 def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
-               dense_state: set | None = None) -> None:
+               dense_state: set | None = None, prefer_foreach: bool = False) -> None:
     """One step of torch.optim's functional rule on ``params`` (all with gradients).
 
     ``dense_state``: ids of parameters whose state tensors were found contiguous at an earlier
@@ -95,7 +96,7 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
             dense_state.add(id(p))
         return ok
 
-    fused = params[0].device.type == "cpu"
+    fused = params[0].device.type == "cpu" and not prefer_foreach
     # the common case, in C-level loops: contiguous p and p.grad (torch's grad setter and
     # AccumulateGrad guarantee p's shape) and state already found dense
     if fused and not (dense_state is not None and dense_state.issuperset(map(id, params))
@@ -120,16 +121,21 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
             _torch_sgd.sgd(
                 [params[i] for i in idx], [grads[i] for i in idx], bufs, foreach=not fused,
                 fused=fused, weight_decay=hp["weight_decay"], momentum=hp["momentum"],
-                lr=hp["lr"], dampening=hp["dampening"], nesterov=hp["nesterov"], maximize=False)
+                lr=hp["lr"], dampening=hp["dampening"], nesterov=hp["nesterov"],
+                maximize=hp["maximize"])
             if hp["momentum"] != 0:
                 for i, b in zip(idx, bufs):
                     states[i]["momentum_buffer"] = b
         return
+    amsgrad = bool(hp["amsgrad"])
     for p, s in zip(params, states):
         if "step" not in s:
             s["step"] = torch.tensor(0.0, dtype=torch.float32)
             s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if amsgrad and "max_exp_avg_sq" not in s:
+            s["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    maxes = [s["max_exp_avg_sq"] for s in states] if amsgrad else []
     beta1, beta2 = hp["betas"]
     if fused and _one_dtype_and_device(params):
         # torch's functional fused Adam (torch/optim/adam.py, _fused_adam) for its one group,
@@ -138,13 +144,13 @@ def torch_step(kind: str, params: list[Tensor], states: list[dict], hp,
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
         (torch._fused_adamw_ if kind == "adamw" else torch._fused_adam_)(
-            params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-            steps, amsgrad=False, lr=hp["lr"], beta1=float(beta1), beta2=float(beta2),
-            weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False, grad_scale=None,
-            found_inf=None)
+            params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], maxes,
+            steps, amsgrad=amsgrad, lr=hp["lr"], beta1=float(beta1), beta2=float(beta2),
+            weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=hp["maximize"],
+            grad_scale=None, found_inf=None)
         return
     fn = _torch_adam.adam
-    fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+    fn(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], maxes,
        [s["step"] for s in states], foreach=not fused, fused=fused,
-       decoupled_weight_decay=(kind == "adamw"), amsgrad=False, beta1=beta1, beta2=beta2,
-       lr=hp["lr"], weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=False)
+       decoupled_weight_decay=(kind == "adamw"), amsgrad=amsgrad, beta1=beta1, beta2=beta2,
+       lr=hp["lr"], weight_decay=hp["weight_decay"], eps=hp["eps"], maximize=hp["maximize"])

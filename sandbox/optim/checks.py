@@ -1,0 +1,106 @@
+"""Everything a step checks before its first write, and what ``load_state_dict`` refuses.
+
+A step either completes for every parameter or changes nothing: the adapter calls
+:func:`check_step` after the gradients were found finite and before any state is created or any
+tensor written. Every refusal names the parameter (group and index, shape), the value and what
+is allowed.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import Tensor
+
+# Hyperparameters whose value multiplies or divides the parameter's numbers: each must be
+# representable in the parameter's dtype (1e39 is inf in float32).
+NUMERIC = ("lr", "weight_decay", "eps", "proj_eps", "delta", "momentum", "lr_cov")
+
+
+def where(gi: int, pi: int, p: Tensor) -> str:
+    return f"group {gi} param {pi} (shape {tuple(p.shape)}, {str(p.dtype).replace('torch.', '')})"
+
+
+def required_state(stages: Iterable, hp: Mapping[str, Any]) -> set[str]:
+    """The state keys a parameter that has stepped must hold under this chain."""
+    keys: set[str] = set()
+    for s in stages:
+        need = getattr(s, "required_state", None)
+        keys |= set(need(hp)) if need is not None else set()
+    return keys
+
+
+def check_hyper_range(rule: str, group: Mapping[str, Any], dtype: torch.dtype, gi: int) -> None:
+    """Refuse a hyperparameter that overflows the parameter's dtype."""
+    if not dtype.is_floating_point:
+        return
+    big = torch.finfo(dtype).max
+    for k in NUMERIC:
+        v = group.get(k)
+        if v is None or isinstance(v, Tensor):  # a tensor's value would need a host read
+            continue
+        x = float(v)
+        if abs(x) > big:
+            raise ValueError(
+                f"{rule}: {k}={x!r} in group {gi} overflows the parameters' dtype "
+                f"{str(dtype).replace('torch.', '')} (largest finite value {big:g}); pass a value "
+                f"≤ {big:g} or use a wider dtype")
+
+
+def check_parameter(rule: str, p: Tensor, gi: int, pi: int) -> None:
+    if p.is_complex():
+        raise TypeError(
+            f"{rule}: {where(gi, pi, p)} is complex; the sandbox's rules are defined for real "
+            f"parameters. Step torch.view_as_real(p) (a real view with a trailing axis of 2) instead.")
+    if not p.is_floating_point():
+        raise TypeError(f"{rule}: {where(gi, pi, p)} is not a floating-point tensor")
+
+
+def check_state(rule: str, p: Tensor, state: Mapping[str, Any], required: set[str], gi: int,
+                pi: int) -> None:
+    """Every state tensor matches its parameter (shape, strided layout, floating dtype, device)
+    and a parameter that has stepped holds every key its chain needs."""
+    if not state:
+        return
+    for k, v in state.items():
+        if k == "step":
+            if isinstance(v, Tensor) and v.numel() != 1:
+                raise ValueError(f"{rule}: state 'step' of {where(gi, pi, p)} has {v.numel()} "
+                                 f"elements; a step counter is one number")
+            continue
+        if not isinstance(v, Tensor):
+            continue
+        if v.layout != torch.strided:
+            raise ValueError(f"{rule}: state {k!r} of {where(gi, pi, p)} has layout {v.layout}; "
+                             f"only dense (strided) state is allowed")
+        if v.shape != p.shape:
+            raise ValueError(
+                f"{rule}: state {k!r} of {where(gi, pi, p)} has shape {tuple(v.shape)}; it must "
+                f"have the parameter's shape. Was the parameter resized after its state was made, "
+                f"or the checkpoint saved from another model? Clear its state "
+                f"(optimizer.state[p].clear()) to start it afresh.")
+        if not v.is_floating_point():
+            raise ValueError(f"{rule}: state {k!r} of {where(gi, pi, p)} has dtype {v.dtype}; "
+                             f"it must be floating point")
+        if v.device != p.device:
+            raise ValueError(f"{rule}: state {k!r} of {where(gi, pi, p)} is on {v.device}, the "
+                             f"parameter on {p.device}")
+    missing = sorted(required - state.keys())
+    if missing:
+        raise ValueError(
+            f"{rule}: the state of {where(gi, pi, p)} lacks {missing}, which the rule needs once a "
+            f"parameter has stepped (it holds {sorted(state)}). The checkpoint was saved by "
+            f"another rule or options; resuming it would run a different algorithm.")
+
+
+def normalise_step(state: dict) -> None:
+    """A numeric ``step`` (older torch.optim checkpoints) becomes a CPU float32 tensor, as torch
+    converts it."""
+    v = state.get("step")
+    if v is not None and not isinstance(v, Tensor):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise ValueError(f"state 'step' must be a count ≥ 0, got {v!r}")
+        state["step"] = torch.tensor(float(v), dtype=torch.float32)
+    elif isinstance(v, Tensor) and (v.dtype != torch.float32 or v.device.type != "cpu"):
+        state["step"] = v.detach().to(device="cpu", dtype=torch.float32).reshape(())

@@ -78,3 +78,12 @@ def test_grads_untouched_and_empty_list():
     assert torch.equal(gs[0], g0)
     assert states[0]["step"].dtype == torch.float32 and states[0]["step"].dim() == 0
     assert kernel("adamp", hp, 0)([], [], [], False) == []
+
+
+@pytest.mark.parametrize("rd", [0, 1])
+def test_big_tensors(rd):
+    from kernel_cases import BIG
+    hp = {**BASE, **CASES[3][1]}
+    worst = run_pair("adamp", hp, rd, torch.float64, kernel("adamp", hp, rd), steps=3,
+                     shape_list=BIG[rd])
+    assert worst["codes"] == {0, 1, 2}

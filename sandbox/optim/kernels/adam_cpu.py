@@ -78,7 +78,10 @@ def _fused(p, g, m, v, hp, bc1, sbc2):
 
 
 @njit(parallel=True, **_OPTS)
-def _main(ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s, max_row, like):
+def _main(ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s, max_row, like, second):
+    """The pass over ``tasks``. First pass (``second`` False): every task; rows where the layer
+    view fired only update m, v and store ⟨w, d⟩ in ``row_s``. Second pass: those rows again,
+    d recomputed from the stored moments, projected with ⟨ŵ, d⟩ of the whole replica."""
     for c in prange(len(chunks) - 1):
         buf = np.empty(max_row, like.dtype)
         scal = np.empty(4, like.dtype)
@@ -88,6 +91,11 @@ def _main(ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s, max_row, li
             g = array_at(ptrs[1, k], off, n, like)
             m = array_at(ptrs[2, k], off, n, like)
             v = array_at(ptrs[3, k], off, n, like)
+            if second:
+                _direction(p, g, m, v, buf, hp, consts[k, 0], consts[k, 1])
+                scal[0], scal[1], scal[2], scal[3] = row_inv[row], row_s[row], hp[WD_FIRED], hp[NLR]
+                apply_projected(p, buf, scal, p, False)
+                continue
             if row < 0 or row_mode[row] == 0:
                 _fused(p, g, m, v, hp, consts[k, 0], consts[k, 1])
                 continue
@@ -97,22 +105,6 @@ def _main(ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s, max_row, li
                 row_s[row] = q  # θ waits for the replica's whole ⟨w, d⟩ (second pass)
                 continue
             scal[0], scal[1], scal[2], scal[3] = row_inv[row], row_inv[row] * q, hp[WD_FIRED], hp[NLR]
-            apply_projected(p, buf, scal, p, False)
-
-
-@njit(parallel=True, **_OPTS)
-def _second(ptrs, tasks, chunks, hp, consts, row_inv, row_s, max_row, like):
-    for c in prange(len(chunks) - 1):
-        buf = np.empty(max_row, like.dtype)
-        scal = np.empty(4, like.dtype)
-        for ti in range(chunks[c], chunks[c + 1]):
-            k, off, n, row = tasks[ti, 0], tasks[ti, 1], tasks[ti, 2], tasks[ti, 3]
-            p = array_at(ptrs[0, k], off, n, like)
-            g = array_at(ptrs[1, k], off, n, like)
-            m = array_at(ptrs[2, k], off, n, like)
-            v = array_at(ptrs[3, k], off, n, like)
-            _direction(p, g, m, v, buf, hp, consts[k, 0], consts[k, 1])
-            scal[0], scal[1], scal[2], scal[3] = row_inv[row], row_s[row], hp[WD_FIRED], hp[NLR]
             apply_projected(p, buf, scal, p, False)
 
 
@@ -156,15 +148,15 @@ def step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, decouple
                   dtype=like.dtype)
     if not (project and lay.n_reps):
         numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, *_NO_ROWS,
-                           0, like)
+                           0, like, False)
         return lay.zero_codes()
     codes, flat, row_mode, row_inv, row_s = prepare(lay, ptrs, like, delta, eps, numba_setup.launch)
     numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, row_mode,
-                       row_inv, row_s, lay.max_row, like)
+                       row_inv, row_s, lay.max_row, like, False)
     if (codes == LAYER).any():
         layer_sums(lay.reps, codes, row_inv, row_s)
         tasks, chunks = lay.select(row_mode, LAYER)
-        numba_setup.launch(_second, ptrs, tasks, chunks, hp, consts, row_inv, row_s,
-                           lay.max_row, like)
+        numba_setup.launch(_main, ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s,
+                           lay.max_row, like, True)
     return lay.codes(flat)
 

@@ -34,17 +34,20 @@ TABLE: dict[str, Row] = {
         (dict(project=True), "kernel"), (dict(amsgrad=True), "torch"), (dict(maximize=True), "torch"),
         (dict(amsgrad=True, project=True), None))),
     "adamw": Row("torch", "torch.optim.AdamW", (
-        (dict(nesterov=True), "kernel"), (dict(amsgrad=True, maximize=True), "torch"))),
+        (dict(nesterov=True), "kernel"), (dict(amsgrad=True, maximize=True), "torch"),
+        (dict(project=True), "kernel"))),
     "adamp": Row("kernel", "adamp.AdamP 0.3.0", (
         (dict(nesterov=True), "kernel"), (dict(maximize=True), "kernel"))),
     "adai": Row("kernel", "official Adai (reference step in tests/parity)", (
-        (dict(maximize=True), "kernel"),)),
+        (dict(maximize=True), "kernel"), (dict(project=True), None))),
     "adaip": Row(None),
-    "adaiw": Row("kernel", "official AdaiW"),
+    "adaiw": Row("kernel", "official AdaiW", ((dict(project=True), None),)),
     "adaiwp": Row(None, "", ((dict(delta=0.5, wd_ratio=0.5), None),)),
-    "rfadamw": Row("kernel", "hand-computed steps", ((dict(bias_correction=True), "kernel"),)),
+    "rfadamw": Row("kernel", "hand-computed steps", ((dict(bias_correction=True), "kernel"),
+                                                     (dict(project=True), None))),
     "rfadamwp": Row(None),
-    "rfrmsprop": Row("kernel", "hand-computed steps", ((dict(maximize=True), "kernel"),)),
+    "rfrmsprop": Row("kernel", "hand-computed steps", ((dict(maximize=True), "kernel"),
+                                                       (dict(project=True), None))),
     "rfrmspropp": Row(None),
 }
 

@@ -249,7 +249,9 @@ def test_the_probe_adds_no_host_synchronisation_to_a_step():
         orig = getattr(torch.Tensor, name)
 
         def f(self, *a, **k):
-            calls.append(name)
+            # a numpy view of a CPU tensor copies nothing (the CPU kernels index it)
+            if not (name == "numpy" and self.device.type == "cpu"):
+                calls.append(name)
             return orig(self, *a, **k)
         return mock.patch.object(torch.Tensor, name, f)
 

@@ -181,6 +181,6 @@ def adai_reduce(kw: dict, params: list[Tensor], states: list[dict], rd: int):
 def adai_update(kw: dict, params: list[Tensor], states: list[dict], rd: int, vbar: Tensor) -> None:
     from .. import kernels
 
-    upd = {k: kw[k] for k in ("lr", "beta0", "eps", "weight_decay", "decoupled", "maximize")}
+    upd = {k: kw[k] for k in ("lr", "beta0", "beta2", "eps", "weight_decay", "decoupled", "maximize")}
     kernels.adai_cpu.update([p.detach() for p in params], [p.grad.detach() for p in params], states,
                             vbar, replica_dims=rd, **upd)

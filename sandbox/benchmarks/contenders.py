@@ -18,7 +18,7 @@ import sandbox
 
 LR, WD, MOMENTUM = 1e-3, 1e-2, 0.9
 BASELINE = "torch AdamW (fused)"
-SGD_BASELINE = "torch SGD momentum (foreach)"
+SGD_BASELINE = "torch SGD momentum (fused)"
 CHECKED = "sandbox adamw, nonfinite check (default)"  # the others pass nonfinite="ignore"
 
 

@@ -8,9 +8,12 @@ Measured on a steady-state step (state already allocated):
 - CUDA: ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``, minus the memory
   allocated before the step.
 
-Buffers an optimizer keeps between steps that are not state (the sandbox fast path's scratch
-workspace, :class:`sandbox.optim.fast.plan.Workspace`) are added: they are extra memory too, just not
-freed. The goal (issue 7) compares the total with the size of the largest parameter tensor.
+On the CPU the numpy arrays a fused kernel allocates from Python (its layout tables, per-row
+scalars) are traced with :mod:`tracemalloc` and added; the per-thread row buffers the compiled
+loops allocate inside numba (at most threads × the longest row) are outside both tracers and are
+stated analytically in the kernels' docstrings. Buffers an optimizer keeps between steps that are
+not state (``persistent_extra_bytes``: none for the sandbox's forms) are added too. The goal
+compares the total with the size of the largest parameter tensor.
 """
 from __future__ import annotations
 
@@ -22,9 +25,10 @@ import torch
 
 
 def persistent_extra_bytes(opt) -> int:
-    """Scratch an optimizer keeps between steps that is not state (0 when none)."""
-    fast = getattr(opt, "_fast", None)
-    return fast.nbytes() if fast is not None else 0
+    """Scratch an optimizer keeps between steps that is not state (0 when none: the sandbox's
+    forms keep none; an optimizer may report its own through ``extra_nbytes()``)."""
+    own = getattr(opt, "extra_nbytes", None)
+    return int(own()) if callable(own) else 0
 
 
 def step_peak_extra_bytes(opt, device: torch.device, before_step=None) -> int:
@@ -38,10 +42,17 @@ def step_peak_extra_bytes(opt, device: torch.device, before_step=None) -> int:
         opt.step()
         torch.cuda.synchronize(device)
         return max(0, torch.cuda.max_memory_allocated(device) - base)
+    import tracemalloc
+
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        opt.step()
+    tracemalloc.start()
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            opt.step()
+        numpy_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     fd, path = tempfile.mkstemp(suffix=".json")
     os.close(fd)
     try:
@@ -53,9 +64,9 @@ def step_peak_extra_bytes(opt, device: torch.device, before_step=None) -> int:
     mem = sorted((e for e in events if e.get("name") == "[memory]"
                   and e.get("args", {}).get("Total Allocated") is not None), key=lambda e: e["ts"])
     if not mem:
-        return 0
+        return numpy_peak
     start = mem[0]["args"]["Total Allocated"] - mem[0]["args"]["Bytes"]
-    return max(0, max(e["args"]["Total Allocated"] for e in mem) - start)
+    return max(0, max(e["args"]["Total Allocated"] for e in mem) - start) + numpy_peak
 
 
 def peak_extra_bytes(opt, device: torch.device, before_step=None) -> dict:

@@ -22,7 +22,7 @@ from .contenders import BASELINE, SGD_BASELINE, Contender
 from .tensor_sets import TensorSet
 
 RAW_COLUMNS = ("set", "contender", "source", "rule", "repeat", "ms", "ratio_adamw_fused",
-               "ratio_sgd_foreach")
+               "ratio_sgd_fused")
 
 
 def _sync(device: torch.device) -> None:
@@ -81,7 +81,7 @@ def time_steps(tset: TensorSet, cands: list[Contender], opts: dict, repeats: int
         frame = pd.DataFrame([{"set": tset.name, "contender": c.name, "source": c.source,
                                "rule": c.rule, "repeat": r, "ms": ms[c.name],
                                "ratio_adamw_fused": ms[c.name] / base,
-                               "ratio_sgd_foreach": ms[c.name] / sgd} for c in live],
+                               "ratio_sgd_fused": ms[c.name] / sgd} for c in live],
                              columns=list(RAW_COLUMNS))
         frames.append(frame)
         if raw_csv is not None:
@@ -100,7 +100,7 @@ def summarise(raw: pd.DataFrame) -> pd.DataFrame:
         ms_median=("ms", "median"), ms_q25=("ms", q(0.25)), ms_q75=("ms", q(0.75)),
         ratio=("ratio_adamw_fused", "median"), ratio_q25=("ratio_adamw_fused", q(0.25)),
         ratio_q75=("ratio_adamw_fused", q(0.75)),
-        ratio_sgd=("ratio_sgd_foreach", "median"), ratio_sgd_q25=("ratio_sgd_foreach", q(0.25)),
-        ratio_sgd_q75=("ratio_sgd_foreach", q(0.75)),
+        ratio_sgd=("ratio_sgd_fused", "median"), ratio_sgd_q25=("ratio_sgd_fused", q(0.25)),
+        ratio_sgd_q75=("ratio_sgd_fused", q(0.75)),
     ).reset_index()
     return out

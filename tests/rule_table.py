@@ -72,3 +72,4 @@ def expected_impl(rule: str, extra: dict | None = None, dtype=torch.float64) -> 
     if form == "kernel" and dtype not in (torch.float32, torch.float64):
         form = None
     return "reference" if form is None else "fast"
+

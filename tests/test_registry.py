@@ -15,6 +15,14 @@ HOMOGENEITY = {"sgd": 1, "sgdp": 1, "adam": 0, "adamw": 0, "adamp": 0, "adai": 1
                "rfadamw": -1, "rfrmsprop": -1}
 
 
+def test_every_rule_has_a_row_in_the_rule_table():
+    """A rule registered without a row in tests/rule_table.py would escape the generic tests."""
+    from rule_table import TABLE
+
+    missing = [r for r in sandbox.available() if r not in TABLE]
+    assert not missing, f"add rows to tests/rule_table.py for {missing}"
+
+
 def test_every_required_name_is_registered():
     assert set(NAMES) <= set(sandbox.available())
 

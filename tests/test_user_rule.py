@@ -143,3 +143,20 @@ def test_a_restated_default_no_stage_reads_is_refused():
     with pytest.raises(ValueError, match="no source for the default of \\['lr'\\]"):
         register(RuleSpec(name="nosource_rule", summary="", paper="x",
                           build=lambda hp: chain(scale_by_lr())))
+
+
+def test_the_readme_example_runs_as_written():
+    """The README's "Define your own rule" block, executed as a user would paste it."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Define your own rule"):]
+    block = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    model = torch.nn.Linear(4, 3)
+    try:
+        exec(block, {"model": model})
+        spec = sandbox.info("my_lion")
+        assert (spec.homogeneity, spec.momentum_kind, spec.decay) == (0, "ema", "decoupled")
+    finally:
+        unregister("my_lion")

@@ -31,9 +31,14 @@ def _second_moment(p, g, v, hp):
     """v ← β2 v + (1 − β2) u², u = ±g + λ_c θ (IEEE rounding: the sum is taken apart, by
     :func:`_sum`, the only place where reassociation is allowed)."""
     sgn, wdc, b2, cb2 = hp[SGN], hp[WDC], hp[B2], hp[CB2]
-    for i in range(len(p)):
-        u = sgn * g[i] + wdc * p[i]
-        v[i] = v[i] * b2 + (cb2 * u) * u
+    if wdc == 0:  # θ is not read at all (a stream less)
+        for i in range(len(p)):
+            u = sgn * g[i]
+            v[i] = v[i] * b2 + (cb2 * u) * u
+    else:
+        for i in range(len(p)):
+            u = sgn * g[i] + wdc * p[i]
+            v[i] = v[i] * b2 + (cb2 * u) * u
 
 
 @njit(fastmath=_SUMS, **_OPTS)
@@ -68,16 +73,16 @@ def _reduce(ptrs, item, tasks, chunks, hp, beta2, n_rep, like):
 
 
 @njit(**_OPTS)
-def _inertia(p, g, v, m, prod, hp, bc2, vbar):
+def _inertia(p, g, v, m, prod, hp, rbc2, vbar, rvbar):
     """β1 = clip(1 − β0 v̂/v̄, 0, 1 − eps), P ← P β1, m ← β1 m + (1 − β1) u,
-    θ ← θ + (m/(1 − P) + λ_d θ)(−lr) over one replica's piece."""
+    θ ← θ + (m/(1 − P) + λ_d θ)(−lr) over one replica's piece; v̂/v̄ = v·(1/bc2)·(1/v̄)."""
     sgn, wdc, beta0, one, zero, hi = hp[U_SGN], hp[U_WDC], hp[BETA0], hp[ONE], hp[ZERO], hp[HI]
     nlr, wds = hp[NLR], hp[WDS]
-    guard = vbar > zero
+    guard = vbar > zero  # the stage's v̄ = 0 guard: ratio 1
     for i in range(len(p)):
         w = p[i]
         u = sgn * g[i] + wdc * w
-        ratio = (v[i] / bc2) / vbar if guard else one
+        ratio = (v[i] * rbc2) * rvbar if guard else one
         b1 = min(max(one - beta0 * ratio, zero), hi)
         pi = prod[i] * b1
         prod[i] = pi
@@ -87,11 +92,11 @@ def _inertia(p, g, v, m, prod, hp, bc2, vbar):
 
 
 @njit(parallel=True, **_OPTS)
-def _update(ptrs, item, tasks, chunks, hp, beta2, vbar, like):
+def _update(ptrs, item, tasks, chunks, hp, beta2, vbar, rvbar, like):
     n = ptrs.shape[1]
-    bc2 = np.empty(n, like.dtype)
+    rbc2 = np.empty(n, like.dtype)
     for k in range(n):
-        bc2[k] = 1.0 - beta2 ** np.float64(counter_at(ptrs[5, k])[0])
+        rbc2[k] = 1.0 / (1.0 - beta2 ** np.float64(counter_at(ptrs[5, k])[0]))
     for c in prange(len(chunks) - 1):
         for ti in range(chunks[c], chunks[c + 1]):
             k, pos, end = tasks[ti, 0], tasks[ti, 1], tasks[ti, 1] + tasks[ti, 2]
@@ -101,7 +106,7 @@ def _update(ptrs, item, tasks, chunks, hp, beta2, vbar, like):
                 size = stop - pos
                 _inertia(array_at(ptrs[0, k], pos, size, like), array_at(ptrs[1, k], pos, size, like),
                          array_at(ptrs[2, k], pos, size, like), array_at(ptrs[3, k], pos, size, like),
-                         array_at(ptrs[4, k], pos, size, like), hp, bc2[k], vbar[r])
+                         array_at(ptrs[4, k], pos, size, like), hp, rbc2[k], vbar[r], rvbar[r])
                 pos = stop
 
 
@@ -147,7 +152,8 @@ def update(params, grads, states, vbar, *, lr, beta0, beta2, eps, weight_decay, 
 
     with v̂/v̄ := 1 where v̄ = 0 (the stage's guard), v̂ = v/(1 − β2^t) (t as left by
     :func:`reduce`, hence ``beta2``), ``vbar`` per replica (cast to the parameters' dtype, as the
-    stage does); then θ ← θ + (d + λ_d θ)(−lr), λ_d = λ when ``decoupled`` (AdaiW), θ the value
+    stage does; the two divisions of v̂/v̄ are multiplications by per-tensor and per-replica
+    reciprocals, an ulp apart); then θ ← θ + (d + λ_d θ)(−lr), λ_d = λ when ``decoupled`` (AdaiW), θ the value
     before the step; coupled: u = g + λθ. State: ``beta1_prod`` (fill 1, parameters' dtype),
     ``exp_avg``.
     """
@@ -164,6 +170,8 @@ def update(params, grads, states, vbar, *, lr, beta0, beta2, eps, weight_decay, 
     hp = np.array([-1.0 if maximize else 1.0, 0.0 if decoupled else wd, beta0, 1.0, 0.0, 1.0 - eps,
                    -lr, wd if decoupled else 0.0], dtype=like.dtype)
     vb = torch.as_tensor(vbar).to(dtype).reshape(-1).numpy()
+    with np.errstate(divide="ignore"):
+        rvb = (1.0 / vb.astype(np.float64)).astype(vb.dtype)  # unused where v̄ = 0
     numba_setup.launch(_update, pointers(params, grads, vs, ms, prods, steps), lay.item, lay.tasks,
-                       lay.chunks, hp, float(beta2), vb, like)
+                       lay.chunks, hp, float(beta2), vb, rvb, like)
     return None

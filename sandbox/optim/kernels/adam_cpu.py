@@ -29,17 +29,17 @@ _OPTS = dict(cache=True, error_model="numpy")
 
 @njit(**_OPTS)
 def _steps(step_ptr, beta1, beta2, consts):
-    """t ← t + 1 in each float32 ``step``; consts[k] = (1 − β1^t, √(1 − β2^t))."""
+    """t ← t + 1 in each float32 ``step``; consts[k] = (1/(1 − β1^t), 1/√(1 − β2^t))."""
     for k in range(len(step_ptr)):
         s = counter_at(step_ptr[k])
         s[0] += 1
         t = np.float64(s[0])
-        consts[k, 0] = 1.0 - beta1**t
-        consts[k, 1] = math.sqrt(1.0 - beta2**t)
+        consts[k, 0] = 1.0 / (1.0 - beta1**t)
+        consts[k, 1] = 1.0 / math.sqrt(1.0 - beta2**t)
 
 
 @njit(**_OPTS)
-def _moments(p, g, m, v, out, hp, bc1, sbc2):
+def _moments(p, g, m, v, out, hp, rbc1, rsbc2):
     """Update m, v (views of one row) and write d into out[:len(p)]."""
     sgn, wdc, b1, cb1, b2, cb2 = hp[SGN], hp[WDC], hp[B1], hp[CB1], hp[B2], hp[CB2]
     eps, an, cn = hp[EPS], hp[AN], hp[CN]
@@ -49,20 +49,20 @@ def _moments(p, g, m, v, out, hp, bc1, sbc2):
         vi = v[i] * b2 + (cb2 * u) * u
         m[i] = mi
         v[i] = vi
-        out[i] = (an * mi + cn * u) / (np.sqrt(vi) / sbc2 + eps) / bc1
+        out[i] = (an * mi + cn * u) * rbc1 / (np.sqrt(vi) * rsbc2 + eps)
 
 
 @njit(**_OPTS)
-def _direction(p, g, m, v, out, hp, bc1, sbc2):
+def _direction(p, g, m, v, out, hp, rbc1, rsbc2):
     """d from the stored (already updated) m, v into out[:n]; nothing else is written."""
     sgn, wdc, eps, an, cn = hp[SGN], hp[WDC], hp[EPS], hp[AN], hp[CN]
     for i in range(len(p)):
         u = sgn * g[i] + wdc * p[i]
-        out[i] = (an * m[i] + cn * u) / (np.sqrt(v[i]) / sbc2 + eps) / bc1
+        out[i] = (an * m[i] + cn * u) * rbc1 / (np.sqrt(v[i]) * rsbc2 + eps)
 
 
 @njit(**_OPTS)
-def _fused(p, g, m, v, hp, bc1, sbc2):
+def _fused(p, g, m, v, hp, rbc1, rsbc2):
     """Moments, d and θ ← θ + (d + λθ)(−lr) in one loop (rows that are not projected)."""
     sgn, wdc, b1, cb1, b2, cb2 = hp[SGN], hp[WDC], hp[B1], hp[CB1], hp[B2], hp[CB2]
     eps, an, cn, nlr, wds = hp[EPS], hp[AN], hp[CN], hp[NLR], hp[WD_PLAIN]
@@ -73,7 +73,7 @@ def _fused(p, g, m, v, hp, bc1, sbc2):
         vi = v[i] * b2 + (cb2 * u) * u
         m[i] = mi
         v[i] = vi
-        d = (an * mi + cn * u) / (np.sqrt(vi) / sbc2 + eps) / bc1
+        d = (an * mi + cn * u) * rbc1 / (np.sqrt(vi) * rsbc2 + eps)
         p[i] = w + (d + wds * w) * nlr
 
 
@@ -123,7 +123,10 @@ def step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, decouple
         m_t = \beta_1 m_{t-1} + (1-\beta_1) u_t,\quad v_t = \beta_2 v_{t-1} + (1-\beta_2) u_t^2,\\
         d_t = \frac{m_t / (1-\beta_1^t)}{\sqrt{v_t}/\sqrt{1-\beta_2^t} + \epsilon}
 
-    (Nesterov: numerator β1 m_t + (1−β1) u_t), computed as ``numer / denom / bc1``.
+    (Nesterov: numerator β1 m_t + (1−β1) u_t), computed as numer·(1/bc1) / (√v·(1/√bc2) + eps):
+    one division per element where the stage's ``numer / denom / bc1`` takes three (the
+    per-tensor reciprocals change the rounding by an ulp; the divisions, not memory, bounded the
+    projected rows' pass).
     ``radial_projection`` (when ``project``; eps shared, see :mod:`.projection_cpu`):
     d ← d − ŵ⟨ŵ, d⟩ on the view that fired, factor = wd_ratio there (else 1).
     ``add_decayed_weights`` after it (decoupled only) and ``scale_by_lr``:

@@ -21,7 +21,7 @@ _OPTS = dict(cache=True, error_model="numpy")
 
 
 @njit(**_OPTS)
-def _rfadamw_piece(p, g, m, v, hp, c1, bc2):
+def _rfadamw_piece(p, g, m, v, hp, rc1, bc2):
     sgn, b1, cb1, b2, cb2 = hp[SGN], hp[B1], hp[CB1], hp[B2], hp[CB2]
     eps, nlr, wd = hp[EPS], hp[NLR], hp[WD]
     for i in range(len(p)):
@@ -31,19 +31,19 @@ def _rfadamw_piece(p, g, m, v, hp, c1, bc2):
         vi = v[i] * b2 + (cb2 * u) * u
         m[i] = mi
         v[i] = vi
-        p[i] = w + ((mi / c1) / (bc2 * vi + eps) + wd * w) * nlr
+        p[i] = w + ((mi * rc1) / (bc2 * vi + eps) + wd * w) * nlr
 
 
 @njit(parallel=True, **_OPTS)
 def _rfadamw(ptrs, tasks, chunks, hp, beta1, beta2, batch, bias_correction, like):
     n = ptrs.shape[1]
-    consts = np.empty((n, 2), like.dtype)  # (c1, B/c2) per parameter
+    consts = np.empty((n, 2), like.dtype)  # (1/c1, B/c2) per parameter
     for k in range(n):
         s = counter_at(ptrs[4, k])
         s[0] += 1
         t = np.float64(s[0])
         c1, c2 = (1.0 - beta1**t, 1.0 - beta2**t) if bias_correction else (1.0, 1.0)
-        consts[k, 0] = c1
+        consts[k, 0] = 1.0 / c1
         consts[k, 1] = batch / c2
     for c in prange(len(chunks) - 1):
         for ti in range(chunks[c], chunks[c + 1]):
@@ -63,7 +63,7 @@ def rfadamw_step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, 
         \quad v_0 = 1/B,\\
         d_t = \frac{m_t/c_1}{B\, v_t / c_2 + \lambda}
 
-    (computed as ``(m/c1) / ((B/c2)·v + eps)``), ``c_1 = 1−β1^t, c_2 = 1−β2^t`` when
+    (computed as ``(m·(1/c1)) / ((B/c2)·v + eps)``), ``c_1 = 1−β1^t, c_2 = 1−β2^t`` when
     ``bias_correction``, else 1; then ``add_decayed_weights`` (decoupled) and ``scale_by_lr``:
     θ ← θ + (d + wd·θ)·(−lr). State: ``step``, ``exp_avg``, ``exp_avg_sq`` (filled 1/B).
     """

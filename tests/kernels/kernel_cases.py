@@ -144,3 +144,34 @@ def run_pair(rule: str, hp: dict, rd: int, dtype, kernel_step, *, steps: int = 6
                 seen.update(codes[i].reshape(-1).tolist())
     worst["codes"] = seen
     return worst
+
+
+def run_switch(rule: str, hp: dict, kernel_step, *, rd: int = 0, steps: int = 6) -> None:
+    """State dicts are interchangeable: the kernel for the first half of the run, then the
+    stage path on the kernel's state, equals the stage path throughout (float64, 1e-12)."""
+    shape_list = shapes(rd)
+    ref = [p.requires_grad_() for p in params(shape_list, torch.float64)]
+    mixed = [p.detach().clone().requires_grad_() for p in ref]
+    opt = sandbox.create(rule, [{"params": ref, "replica_dims": rd}], impl="reference", **hp)
+    opt_mixed = sandbox.create(rule, [{"params": mixed, "replica_dims": rd}], impl="reference", **hp)
+    states = [{} for _ in mixed]
+    gen = torch.Generator().manual_seed(7)
+    for t in range(steps):
+        grads = [gradient(p.detach(), rd, t, gen, len(p.shape) - rd >= 2) for p in ref]
+        for p, g in zip(ref, grads):
+            p.grad = g.clone()
+        opt.step()
+        if t < steps // 2:
+            with torch.no_grad():
+                kernel_step(mixed, grads, states, False)
+            if t == steps // 2 - 1:
+                for p, st in zip(mixed, states):
+                    opt_mixed.state[p] = st
+        else:
+            for p, g in zip(mixed, grads):
+                p.grad = g.clone()
+            opt_mixed.step()
+    for r, m in zip(ref, mixed):
+        assert rel_err(m.detach(), r.detach()) <= RTOL[torch.float64]
+        for key, value in opt.state[r].items():
+            assert rel_err(opt_mixed.state[m][key], value) <= RTOL[torch.float64], key

@@ -84,3 +84,9 @@ def test_big_tensors(rd):
         run_pair(rule, hp, rd, torch.float64, kernel(rule, hp, rd), steps=3, shape_list=BIG[rd])
     finally:
         torch.set_num_threads(old)
+
+
+def test_state_interchangeable():
+    from kernel_cases import run_switch
+    rule, hp = CASES[1]
+    run_switch(rule, hp, kernel(rule, hp, 1), rd=1)

@@ -87,3 +87,9 @@ def test_big_tensors(rd):
     worst = run_pair("adamp", hp, rd, torch.float64, kernel("adamp", hp, rd), steps=3,
                      shape_list=BIG[rd])
     assert worst["codes"] == {0, 1, 2}
+
+
+def test_state_interchangeable():
+    from kernel_cases import run_switch
+    hp = {**BASE, **CASES[3][1]}
+    run_switch("adamp", hp, kernel("adamp", hp, 0))

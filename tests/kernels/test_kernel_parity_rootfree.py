@@ -71,3 +71,9 @@ def test_big_tensors(rd):
     from kernel_cases import BIG
     for rule, hp in (CASES[1], CASES[3]):
         run_pair(rule, hp, 0, torch.float64, KERNELS[rule](hp), steps=3, shape_list=BIG[rd])
+
+
+def test_state_interchangeable():
+    from kernel_cases import run_switch
+    for rule, hp in (CASES[1], CASES[3]):
+        run_switch(rule, hp, KERNELS[rule](hp))

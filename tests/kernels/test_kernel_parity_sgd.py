@@ -4,7 +4,8 @@ projection (first="input", buffer "momentum_buffer", coupled L2, momentum > 0 an
 import pytest
 import torch
 
-from kernel_cases import run_pair
+import sandbox
+from kernel_cases import rel_err, run_pair
 from sandbox.optim.kernels import sgd_cpu
 
 
@@ -84,3 +85,37 @@ def test_big_tensors(rd):
     rule, hp = CASES[0]
     worst = run_pair(rule, hp, rd, torch.float64, kernel(rule, hp, rd), steps=3, shape_list=BIG[rd])
     assert worst["codes"] == {0, 1, 2}
+
+
+def test_state_interchangeable():
+    from kernel_cases import run_switch
+    for rule, hp in (CASES[0], CASES[5]):
+        run_switch(rule, hp, kernel(rule, hp, 1), rd=1)
+
+
+def test_sgdp_without_projection():
+    """Decay λ/(1 − μ) where no projection stage sets a factor."""
+    hp = dict(lr=0.1, momentum=0.9, weight_decay=1e-2, project=False)
+    worst = run_pair("sgdp", hp, 0, torch.float64, kernel("sgdp", hp, 0))
+    assert worst["codes"] == {0}
+
+
+def test_zero_row_and_zero_eps():
+    """eps = 0 and a zero weight row: that row's cosine is 0/0 = NaN, so the channel view fails
+    (torch's amax propagates NaN); the layer view still fires on a gradient orthogonal to the
+    whole tensor, with ŵ = w/‖w‖."""
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    w[1] = 0.0
+    g = torch.randn(4, 6, generator=gen, dtype=torch.float64)
+    g -= w * (w * g).sum() / (w * w).sum()
+    hp = dict(lr=0.1, momentum=0.9, weight_decay=1e-2, eps=0.0)
+    ref = w.clone().requires_grad_()
+    opt = sandbox.create("sgdp", [ref], impl="reference", **hp)
+    ref.grad = g.clone()
+    opt.step()
+    ker, states = w.clone(), [{}]
+    codes = kernel("sgdp", hp, 0)([ker], [g.clone()], states, False)
+    assert int(opt.last_info[ref]["projection"]) == 2 and int(codes[0]) == 2
+    assert rel_err(ker, ref.detach()) <= 1e-12
+    assert rel_err(states[0]["momentum"], opt.state[ref]["momentum"]) <= 1e-12

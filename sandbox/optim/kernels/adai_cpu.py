@@ -64,9 +64,10 @@ def _reduce(ptrs, item, tasks, chunks, hp, beta2, n_rep, like):
             while pos < end:  # the task's pieces, one per replica
                 r = pos // item[k]
                 stop = min(end, (r + 1) * item[k])
-                v = array_at(ptrs[2, k], pos, stop - pos, like)
-                _second_moment(array_at(ptrs[0, k], pos, stop - pos, like),
-                               array_at(ptrs[1, k], pos, stop - pos, like), v, hp)
+                n = stop - pos
+                p, g = array_at(ptrs[0, k], pos, n, like), array_at(ptrs[1, k], pos, n, like)
+                v = array_at(ptrs[2, k], pos, n, like)
+                _second_moment(p, g, v, hp)
                 acc[c, r] += _sum(v) / bc2[k]
                 pos = stop
     return acc.sum(axis=0)
@@ -103,10 +104,11 @@ def _update(ptrs, item, tasks, chunks, hp, beta2, vbar, rvbar, like):
             while pos < end:
                 r = pos // item[k]
                 stop = min(end, (r + 1) * item[k])
-                size = stop - pos
-                _inertia(array_at(ptrs[0, k], pos, size, like), array_at(ptrs[1, k], pos, size, like),
-                         array_at(ptrs[2, k], pos, size, like), array_at(ptrs[3, k], pos, size, like),
-                         array_at(ptrs[4, k], pos, size, like), hp, rbc2[k], vbar[r], rvbar[r])
+                n = stop - pos
+                p, g = array_at(ptrs[0, k], pos, n, like), array_at(ptrs[1, k], pos, n, like)
+                v, m = array_at(ptrs[2, k], pos, n, like), array_at(ptrs[3, k], pos, n, like)
+                prod = array_at(ptrs[4, k], pos, n, like)
+                _inertia(p, g, v, m, prod, hp, rbc2[k], vbar[r], rvbar[r])
                 pos = stop
 
 
@@ -146,16 +148,17 @@ def update(params, grads, states, vbar, *, lr, beta0, beta2, eps, weight_decay, 
     r"""Sweep 2 of ``adaptive_inertia`` and the rest of the chain, per element (stage docstring):
 
     .. math::
-        \beta_{1,t} = \mathrm{clip}\big(1 - \beta_0\, \hat v_t / \bar v_t,\ 0,\ 1-\epsilon\big),\quad
+        \beta_{1,t} = \mathrm{clip}\big(1 - \beta_0\, \hat v_t / \bar v_t,\ 0,\ 1-\epsilon\big),
+        \quad
         P_t = P_{t-1}\,\beta_{1,t},\quad
         m_t = \beta_{1,t} m_{t-1} + (1-\beta_{1,t}) u_t,\quad d_t = m_t / (1 - P_t)
 
     with v̂/v̄ := 1 where v̄ = 0 (the stage's guard), v̂ = v/(1 − β2^t) (t as left by
     :func:`reduce`, hence ``beta2``), ``vbar`` per replica (cast to the parameters' dtype, as the
     stage does; the two divisions of v̂/v̄ are multiplications by per-tensor and per-replica
-    reciprocals, an ulp apart); then θ ← θ + (d + λ_d θ)(−lr), λ_d = λ when ``decoupled`` (AdaiW), θ the value
-    before the step; coupled: u = g + λθ. State: ``beta1_prod`` (fill 1, parameters' dtype),
-    ``exp_avg``.
+    reciprocals, an ulp apart); then θ ← θ + (d + λ_d θ)(−lr), λ_d = λ when ``decoupled``
+    (AdaiW), θ the value before the step; coupled: u = g + λθ. State: ``beta1_prod`` (fill 1,
+    parameters' dtype), ``exp_avg``.
     """
     if not params:
         return None

@@ -108,17 +108,20 @@ class Layout:
                 r_count, c, length = math.prod(s[:rd]), s[rd], math.prod(s[rd + 1:])
                 ids = np.arange(r_count * c, dtype=np.int64)
                 t = np.empty((len(ids), 4), dtype=np.int64)
-                t[:, TENSOR], t[:, OFFSET], t[:, LENGTH], t[:, ROW] = k, ids * length, length, n_rows + ids
+                t[:, TENSOR], t[:, OFFSET], t[:, LENGTH] = k, ids * length, length
+                t[:, ROW] = n_rows + ids
                 tasks.append(t)
                 rows.append(np.stack([np.full_like(ids, k), ids * length, n_reps + ids // c], axis=1))
                 first = n_rows + np.arange(r_count, dtype=np.int64) * c
-                reps.append(np.stack([first, np.full_like(first, c), np.full_like(first, length)], axis=1))
+                reps.append(np.stack([first, np.full_like(first, c), np.full_like(first, length)],
+                                     axis=1))
                 n_rows += len(ids)
                 n_reps += r_count
             elif numel:
                 off = np.arange(0, numel, BLOCK, dtype=np.int64)
                 t = np.empty((len(off), 4), dtype=np.int64)
-                t[:, TENSOR], t[:, OFFSET], t[:, LENGTH], t[:, ROW] = k, off, np.minimum(BLOCK, numel - off), -1
+                t[:, TENSOR], t[:, OFFSET], t[:, ROW] = k, off, -1
+                t[:, LENGTH] = np.minimum(BLOCK, numel - off)
                 tasks.append(t)
             self.rep_start[k + 1] = n_reps
         self.tasks = np.concatenate(tasks) if tasks else np.zeros((0, 4), dtype=np.int64)

@@ -48,9 +48,9 @@ def _rfadamw(ptrs, tasks, chunks, hp, beta1, beta2, batch, bias_correction, like
     for c in prange(len(chunks) - 1):
         for ti in range(chunks[c], chunks[c + 1]):
             k, off, size = tasks[ti, 0], tasks[ti, 1], tasks[ti, 2]
-            _rfadamw_piece(array_at(ptrs[0, k], off, size, like), array_at(ptrs[1, k], off, size, like),
-                           array_at(ptrs[2, k], off, size, like), array_at(ptrs[3, k], off, size, like),
-                           hp, consts[k, 0], consts[k, 1])
+            p, g = array_at(ptrs[0, k], off, size, like), array_at(ptrs[1, k], off, size, like)
+            m, v = array_at(ptrs[2, k], off, size, like), array_at(ptrs[3, k], off, size, like)
+            _rfadamw_piece(p, g, m, v, hp, consts[k, 0], consts[k, 1])
 
 
 def rfadamw_step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, batch_size,
@@ -100,9 +100,9 @@ def _rfrmsprop(ptrs, tasks, chunks, hp, like):
     for c in prange(len(chunks) - 1):
         for ti in range(chunks[c], chunks[c + 1]):
             k, off, size = tasks[ti, 0], tasks[ti, 1], tasks[ti, 2]
-            _rfrmsprop_piece(array_at(ptrs[0, k], off, size, like), array_at(ptrs[1, k], off, size, like),
-                             array_at(ptrs[2, k], off, size, like), array_at(ptrs[3, k], off, size, like),
-                             hp)
+            p, g = array_at(ptrs[0, k], off, size, like), array_at(ptrs[1, k], off, size, like)
+            v, b = array_at(ptrs[2, k], off, size, like), array_at(ptrs[3, k], off, size, like)
+            _rfrmsprop_piece(p, g, v, b, hp)
 
 
 def rfrmsprop_step(params, grads, states, *, lr, momentum, lr_cov, eps, weight_decay, batch_size,
@@ -111,7 +111,8 @@ def rfrmsprop_step(params, grads, states, *, lr, momentum, lr_cov, eps, weight_d
     (−g when ``maximize``), α = 1 − lr_cov:
 
     .. math::
-        v_t = \alpha v_{t-1} + (1-\alpha) u_t^2,\quad v_0 = 1/B, \qquad d_t = u_t / (B\, v_t + \lambda)
+        v_t = \alpha v_{t-1} + (1-\alpha) u_t^2,\quad v_0 = 1/B,
+        \qquad d_t = u_t / (B\, v_t + \lambda)
 
     then ``add_decayed_weights`` (L2 after preconditioning: d + wd·θ), ``heavy_ball`` with
     ``first="zeros"``, no dampening, no Nesterov: b_t = μ b_{t−1} + d_t (b_0 = 0), and

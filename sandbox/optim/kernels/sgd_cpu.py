@@ -96,7 +96,8 @@ def _main(ptrs, tasks, chunks, hp, consts, has_buf, write_buf, row_mode, row_inv
             if row_mode[row] == LAYER:
                 row_s[row] = q  # θ waits for the replica's whole ⟨w, d⟩ (second pass)
                 continue
-            scal[0], scal[1], scal[2], scal[3] = row_inv[row], row_inv[row] * q, hp[WD_FIRED], hp[NLR]
+            inv = row_inv[row]
+            scal[0], scal[1], scal[2], scal[3] = inv, inv * q, hp[WD_FIRED], hp[NLR]
             apply_projected(p, buf, scal, b, write_buf)
 
 

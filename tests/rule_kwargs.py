@@ -6,8 +6,9 @@ import torch
 import sandbox
 from sandbox.optim.hyper import REQUIRED
 
-# Values for hyperparameters that have no default (the papers give none).
-REQUIRED_VALUES = {"lr": 0.05, "batch_size": 32}
+# Values for hyperparameters that have no default (the papers give none). ``normalized``: the
+# corrected-decay rules (adamc, sgdc) must be told which groups are normalised.
+REQUIRED_VALUES = {"lr": 0.05, "batch_size": 32, "normalized": True}
 
 
 def rule_kwargs(name: str, **overrides) -> dict:

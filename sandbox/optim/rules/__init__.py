@@ -9,6 +9,10 @@ from . import sgd  # noqa: F401,I001
 from . import adam  # noqa: F401
 from . import adai  # noqa: F401
 from . import rootfree  # noqa: F401
+from . import lion  # noqa: F401
+from . import lamb  # noqa: F401
+from . import rotational  # noqa: F401
+from . import corrected  # noqa: F401
 from .common import PROJECTION_DEFAULTS, project_flag, projection
 
 __all__ = ["PROJECTION_DEFAULTS", "project_flag", "projection"]

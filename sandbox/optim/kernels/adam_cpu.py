@@ -54,11 +54,16 @@ def _moments(p, g, m, v, out, hp, rbc1, rsbc2):
 
 @njit(**_OPTS)
 def _direction(p, g, m, v, out, hp, rbc1, rsbc2):
-    """d from the stored (already updated) m, v into out[:n]; nothing else is written."""
+    """d from the stored (already updated) m, v into out[:n]; nothing else is written. Without
+    Nesterov d does not depend on u, and g is not read (a stream less in the second pass)."""
     sgn, wdc, eps, an, cn = hp[SGN], hp[WDC], hp[EPS], hp[AN], hp[CN]
-    for i in range(len(p)):
-        u = sgn * g[i] + wdc * p[i]
-        out[i] = (an * m[i] + cn * u) * rbc1 / (np.sqrt(v[i]) * rsbc2 + eps)
+    if cn == 0:
+        for i in range(len(p)):
+            out[i] = m[i] * rbc1 / (np.sqrt(v[i]) * rsbc2 + eps)
+    else:
+        for i in range(len(p)):
+            u = sgn * g[i] + wdc * p[i]
+            out[i] = (an * m[i] + cn * u) * rbc1 / (np.sqrt(v[i]) * rsbc2 + eps)
 
 
 @njit(**_OPTS)

@@ -39,9 +39,13 @@ def _update(p, g, b, out, hp, mu, d1):
 
 @njit(**_OPTS)
 def _recompute(p, g, b, out, hp, has_buf):
-    """The direction from the stored (updated) buffer, or u without one; nothing is written."""
+    """The direction from the stored (updated) buffer, or u without one; nothing is written
+    (with a buffer and no Nesterov, d = b: g is not read)."""
     sgn, wdc, cn, mun = hp[SGN], hp[WDC], hp[CN], hp[MUN]
-    if has_buf:
+    if has_buf and cn == 0:
+        for i in range(len(p)):
+            out[i] = b[i]
+    elif has_buf:
         for i in range(len(p)):
             out[i] = cn * (sgn * g[i] + wdc * p[i]) + mun * b[i]
     else:

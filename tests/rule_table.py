@@ -50,7 +50,7 @@ TABLE: dict[str, Row] = {
                                                        (dict(project=True), None))),
     "rfrmspropp": Row(None),
     "lion": Row(None, "pytorch_optimizer.Lion", ((dict(project=True), None),)),
-    "lamb": Row(None, "paper step; pytorch_optimizer.Lamb at eps=0, λ=0", ((dict(project=True), None),)),
+    "lamb": Row(None, "paper step; pytorch_optimizer.Lamb at eps=0, λ=0, adam_debias", ((dict(project=True), None),)),
     "lars": Row(None, "paper step; pytorch_optimizer.LARS at a constant lr", ((dict(project=True), None),)),
     "rvadamw": Row(None, "official RotationalAdamW (reference step)", ((dict(project=True), None),)),
     "rvsgd": Row(None, "official RotationalSGD (reference step)", ((dict(momentum=0.9, nesterov=True), None),)),

@@ -6,14 +6,17 @@ Chain: scale_by_adam → [projection] → λθ → lamb_trust_ratio → −lr. T
 lr·‖θ‖. Divergences of ``pytorch_optimizer.Lamb`` (3.x) from the paper, each tested in
 ``tests/parity/test_parity_lamb_lars.py``:
 
-- no bias correction (its default); with λ = 0 and ε = 0 it does not matter (the trust ratio
-  cancels any scalar factor on r), otherwise it changes the weight of λθ against m/√v;
+- its step is lr/(1 − β1^t) times the trust-ratio update (``apply_adam_debias``; off only with
+  ``adam_debias=True``): the relative update is lr/(1 − β1^t), 10·lr at the first step, not lr;
+- no bias correction inside r (m/(√v + ε)); with λ = 0 and ε = 0 that does not matter (the trust
+  ratio cancels any scalar factor on r), otherwise it changes the weight of λθ against m/√v;
 - decoupled decay by default (``weight_decouple=True``: θ ← θ(1 − lr·λ) before the trust
   ratio, which then uses the decayed ‖θ‖); ``weight_decouple=False`` is the paper's r + λθ;
 - ‖θ‖ in the ratio is clipped at 10 (φ(z) = min(z, 10)); the paper analyses φ = identity;
 - ε is also added to ‖r‖ in the ratio: ‖θ‖/(‖r‖ + ε);
 - it adapts every tensor (1-D included); here ``layer_adaptation`` is set per param group.
-It equals the paper (and this rule) with ``eps=0``, ``weight_decay=0`` and every ‖θ‖ ≤ 10.
+It equals the paper (and this rule) with ``eps=0``, ``weight_decay=0``, ``adam_debias=True`` and
+every ‖θ‖ ≤ 10.
 
 **LARS** (the paper's Algorithm 1): ``local_lr = η·‖θ‖/(‖g‖ + λ‖θ‖)``,
 ``v ← μ·v + lr·local_lr·(g + λθ)``, ``θ ← θ − v`` (v_0 = 0). Chain: λθ → lars_local_lr → −lr →

@@ -74,8 +74,10 @@ def test_grads_untouched_and_empty_list():
     g0 = gs[0].clone()
     states = [{}]
     hp = {**BASE, "weight_decay": 0.1}
+    version = ps[0]._version
     kernel("adamp", hp, 0)(ps, gs, states, True)
     assert torch.equal(gs[0], g0)
+    assert ps[0]._version > version  # autograd sees the in-place write
     assert states[0]["step"].dtype == torch.float32 and states[0]["step"].dim() == 0
     assert kernel("adamp", hp, 0)([], [], [], False) == []
 

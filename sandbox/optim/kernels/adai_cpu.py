@@ -18,7 +18,8 @@ import torch
 from numba import njit, prange
 
 from . import numba_setup
-from .layout_cpu import array_at, check, counter_at, layout, like_array, pointers, state_lists
+from .layout_cpu import (array_at, check, counter_at, layout, like_array, mark_written, pointers,
+                         state_lists)
 
 SGN, WDC, B2, CB2 = range(4)  # reduce's hyperparameter vector
 U_SGN, U_WDC, BETA0, ONE, ZERO, HI, NLR, WDS = range(8)  # update's
@@ -177,4 +178,5 @@ def update(params, grads, states, vbar, *, lr, beta0, beta2, eps, weight_decay, 
         rvb = (1.0 / vb.astype(np.float64)).astype(vb.dtype)  # unused where v̄ = 0
     numba_setup.launch(_update, pointers(params, grads, vs, ms, prods, steps), lay.item, lay.tasks,
                        lay.chunks, hp, float(beta2), vb, rvb, like)
+    mark_written(params)
     return None

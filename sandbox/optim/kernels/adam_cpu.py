@@ -19,7 +19,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_setup
-from .layout_cpu import array_at, check, counter_at, layout, like_array, pointers, state_lists
+from .layout_cpu import (array_at, check, counter_at, layout, like_array, mark_written, pointers,
+                         state_lists)
 from .projection_cpu import LAYER, apply_projected, dot, layer_sums, prepare
 
 # entries of the hyperparameter vector (in the parameters' dtype)
@@ -158,6 +159,7 @@ def step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, decouple
     if not (project and lay.n_reps):
         numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, *_NO_ROWS,
                            0, like, False)
+        mark_written(params)
         return lay.zero_codes()
     codes, flat, row_mode, row_inv, row_s = prepare(lay, ptrs, like, delta, eps, numba_setup.launch)
     numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, row_mode,
@@ -167,5 +169,6 @@ def step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, decouple
         tasks, chunks = lay.select(row_mode, LAYER)
         numba_setup.launch(_main, ptrs, tasks, chunks, hp, consts, row_mode, row_inv, row_s,
                            lay.max_row, like, True)
+    mark_written(params)
     return lay.codes(flat)
 

@@ -207,6 +207,13 @@ def state_lists(params, states, specs) -> list[list[torch.Tensor]]:
     return [list(map(itemgetter(key), states)) for key, _, _ in specs]
 
 
+def mark_written(params) -> None:
+    """Bump the parameters' autograd version counters, as torch's in-place optimizer steps do
+    (the kernels write through raw pointers, which torch cannot see): a graph that saved a
+    parameter then refuses a backward pass after the step instead of using the new values."""
+    torch.autograd.graph.increment_version(params)
+
+
 def check(params, *lists) -> None:
     """The callers' preconditions, asserted where a breach would read or write out of bounds:
     contiguous CPU tensors of one floating dtype, and every list's tensors holding as many bytes

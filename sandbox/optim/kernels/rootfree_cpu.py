@@ -13,7 +13,8 @@ import numpy as np
 from numba import njit, prange
 
 from . import numba_setup
-from .layout_cpu import array_at, check, counter_at, layout, like_array, pointers, state_lists
+from .layout_cpu import (array_at, check, counter_at, layout, like_array, mark_written, pointers,
+                         state_lists)
 
 SGN, B1, CB1, B2, CB2, EPS, NLR, WD = range(8)  # rfadamw's hyperparameter vector
 R_SGN, R_KEEP, R_RATE, R_B, R_EPS, R_WD, R_MU, R_NLR = range(8)  # rfrmsprop's
@@ -78,6 +79,7 @@ def rfadamw_step(params, grads, states, *, lr, beta1, beta2, eps, weight_decay, 
                    weight_decay], dtype=like.dtype)
     numba_setup.launch(_rfadamw, pointers(params, grads, ms, vs, steps), lay.tasks, lay.chunks, hp,
                        float(beta1), float(beta2), float(batch_size), bool(bias_correction), like)
+    mark_written(params)
     return None
 
 
@@ -128,4 +130,5 @@ def rfrmsprop_step(params, grads, states, *, lr, momentum, lr_cov, eps, weight_d
     hp = np.array([-1.0 if maximize else 1.0, 1.0 - lr_cov, lr_cov, batch_size, eps, weight_decay,
                    momentum, -lr], dtype=like.dtype)
     numba_setup.launch(_rfrmsprop, pointers(params, grads, vs, bs), lay.tasks, lay.chunks, hp, like)
+    mark_written(params)
     return None

@@ -18,7 +18,7 @@ import torch
 from numba import njit, prange
 
 from . import numba_setup
-from .layout_cpu import array_at, check, layout, like_array, pointers
+from .layout_cpu import array_at, check, layout, like_array, mark_written, pointers
 from .projection_cpu import LAYER, apply_projected, dot, layer_sums, prepare
 
 # entries of the hyperparameter vector (in the parameters' dtype)
@@ -165,6 +165,7 @@ def step(params, grads, states, *, lr, momentum, dampening, weight_decay, nester
     if not (project and lay.n_reps):
         numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, has_buf, False,
                            *_NO_ROWS, 0, like, False)
+        mark_written(params)
         return lay.zero_codes()
     codes, flat, row_mode, row_inv, row_s = prepare(lay, ptrs, like, delta, eps, numba_setup.launch)
     numba_setup.launch(_main, ptrs, lay.tasks, lay.chunks, hp, consts, has_buf, write_buf,
@@ -174,4 +175,5 @@ def step(params, grads, states, *, lr, momentum, dampening, weight_decay, nester
         tasks, chunks = lay.select(row_mode, LAYER)
         numba_setup.launch(_main, ptrs, tasks, chunks, hp, consts, has_buf, write_buf, row_mode,
                            row_inv, row_s, lay.max_row, like, True)
+    mark_written(params)
     return lay.codes(flat)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from ..registry import RuleSpec, register
 from ..stages import chain, corrected_decay, heavy_ball, scale_by_adam, scale_by_lr
-from ..stages.corrected_decay import DEFAZIO
 from .common import PROJECTION_DEFAULTS, TORCH, project_flag, projection
 
 PAPER_C = "Defazio, 'Why Gradients Rapidly Increase Near the End of Training', arXiv 2506.02285, 2025"

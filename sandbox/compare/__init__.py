@@ -21,7 +21,10 @@ from .figures import make_figures
 from .protocol import Plan, build_problem, open_comparison, run_compare, select_best
 from .lock import FolderBusy, FolderLock
 from .store import ConfigMismatch, ResultStore, RunKey, write_atomic, write_csv
-from .summary import format_summary, run_table, summary_table, t_interval, tuning_table
+from .paired import detectable_difference, format_pairs, paired_table, paired_test, seeds_needed
+from .summary import (format_summary, hyperparameter_table, run_table, summary_table, t_interval,
+                      tuning_table)
+from .summary_figure import summary_figure
 
 
 def compare(cfg: CompareConfig, out: str | Path, progress: bool = True, figures: bool = True,
@@ -44,24 +47,33 @@ def _compare(cfg: CompareConfig, out: str | Path, progress: bool, figures: bool,
     target = plan.target
     keys = [k for rule in cfg.optimizers for k in plan.final.get(rule, [])]
     runs = run_table(store, keys, target)
-    write_csv(runs, out / "runs.csv")
-    summary = summary_table(runs, target) if len(runs) else pd.DataFrame()
+    write_csv(runs.drop(columns=["hp"], errors="ignore"), out / "runs.csv")
+    summary = summary_table(runs, target, plan) if len(runs) else pd.DataFrame()
     for rule in cfg.optimizers:  # rules whose whole grid diverged still get a row
         if rule not in set(summary.get("rule", [])):
             nan = float("nan")
-            row = pd.DataFrame([{"rule": rule, "phase": "tune", "lr": nan, "seeds": 0, "diverged": 0,
-                                 "test_loss": nan, "test_loss_ci95": nan, "test_acc": nan,
-                                 "test_acc_ci95": nan, "target_acc": target,
-                                 "steps_to_target": nan, "reached_target": "0/0",
+            row = pd.DataFrame([{"rule": rule, "phase": "tune", "lr": nan, "lr_source": "",
+                                 "seeds": 0, "diverged": 0, "test_loss": nan,
+                                 "test_loss_ci95": nan, "test_acc": nan, "test_acc_ci95": nan,
+                                 "test_acc_sd": nan, "target_acc": target,
+                                 "steps_to_target": nan, "train_s_to_target": nan,
+                                 "reached_target": "0/0", "best_valid_acc": nan,
+                                 "target_every": "", "engine": "", "hyperparameters": "",
                                  "note": "every lr of the grid diverged"}])
             summary = pd.concat([summary, row], ignore_index=True)
     order = {r: i for i, r in enumerate(cfg.optimizers)}
     summary = summary.sort_values("rule", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+    pairs = paired_table(runs, cfg.optimizers) if len(runs) else pd.DataFrame()
     write_csv(summary, out / "summary.csv")
+    write_csv(pairs, out / "pairs.csv")
+    if len(runs):
+        write_csv(hyperparameter_table(runs), out / "hyperparameters.csv")
     if plan.tune:
         write_csv(tuning_table(store, plan), out / "tuning.csv")
     if figures:
         make_figures(out)
+        summary_figure(out)
+    summary.attrs["pairs"] = pairs
     return summary
 
 
@@ -69,4 +81,6 @@ __all__ = ["compare", "CompareConfig", "validate", "parse_lr_grid", "parse_hp", 
            "select_best", "open_comparison", "Plan", "ResultStore", "RunKey", "ConfigMismatch", "FolderBusy",
            "FolderLock", "write_atomic", "write_csv", "make_figures",
            "effective_step_table", "run_table", "summary_table", "tuning_table", "format_summary",
-           "t_interval", "DEFAULT_LR_GRID", "DEFAULT_OPTIMIZERS", "build_problem"]
+           "t_interval", "DEFAULT_LR_GRID", "DEFAULT_OPTIMIZERS", "build_problem", "paired_table",
+           "paired_test", "format_pairs", "detectable_difference", "seeds_needed",
+           "hyperparameter_table", "summary_figure"]

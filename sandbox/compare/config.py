@@ -22,7 +22,12 @@ from ..problems import check_problem_name
 MODES = ("tune", "defaults")
 ENGINES = ("auto", "stacked", "loop")
 DEFAULT_OPTIMIZERS = ("sgd", "sgdp", "adamw", "adamp", "adai")
-FORMAT_VERSION = 1
+DEFAULT_PROBLEM = "teacher-student-large"
+# The default number of seeds: the rule of docs (README, compare section) applied to the pilot
+# measurement of the SD of paired test-accuracy differences on DEFAULT_PROBLEM (see there).
+DEFAULT_SEEDS = 3
+FORMAT_VERSION = 2  # 2: defaults mode tunes the lrs without a published default on lr_grid
+# (format 1 ran them at the problem's fallback lr); reported runs record time to target
 LR_REL_TOL = 1e-9  # two grids whose lrs agree to this are one grid (float noise of their spelling)
 
 
@@ -63,15 +68,17 @@ class CompareConfig:
     accuracy, re-run it with ``seeds`` seeds) or ``'defaults'`` (each rule at its published
     defaults, ``seeds`` seeds). ``hp``: per-rule fixed hyperparameters ``{rule: {name: value}}``
     applied in both modes. ``epochs``: budget (None = the problem's default). ``target``: test
-    accuracy for "steps to target" (None = the problem's). ``probe_every``: record the
+    accuracy for "steps to target" (None = the problem's), checked every ``target_every`` steps
+    of the reported runs (None = the problem's :attr:`~sandbox.problems.Problem.target_every`
+    when stacked, the evaluation interval in a loop). ``probe_every``: record the
     scale-invariance probes every n steps in the final runs (0 = off). ``engine``: how the seeds
     of a group train — ``'stacked'`` (one vmapped model), ``'loop'`` (one model after the other)
     or ``'auto'`` (stacked where the problem says it is faster: ``Problem.stack_seeds``).
     """
 
-    problem: str = "digits-bnmlp"
+    problem: str = DEFAULT_PROBLEM
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS
-    seeds: int = 3
+    seeds: int = DEFAULT_SEEDS
     mode: str = "tune"
     lr_grid: Sequence[float] = DEFAULT_LR_GRID
     epochs: float | None = None
@@ -84,6 +91,7 @@ class CompareConfig:
     eval_every: int | None = None
     probe_every: int = 10
     problem_options: dict = field(default_factory=dict)
+    target_every: int | None = None
 
     def __post_init__(self):
         self.optimizers = tuple(self.optimizers)
@@ -96,8 +104,7 @@ class CompareConfig:
         d.pop("engine")
         d.pop("problem_options")  # e.g. a data folder: where the data is, not what it is
         d["optimizers"], d["lr_grid"] = list(self.optimizers), list(self.lr_grid)
-        if self.mode == "defaults":
-            d.pop("lr_grid")
+        d.pop("target_every")  # the resolution of time to target, recorded per run
         d["format"] = FORMAT_VERSION
         return d
 
@@ -121,17 +128,26 @@ def validate(cfg: CompareConfig) -> CompareConfig:
         raise ValueError(f"invalid engine={cfg.engine!r}: must be one of {ENGINES}")
     if cfg.mode not in MODES:
         raise ValueError(f"invalid mode={cfg.mode!r}: must be one of {MODES}")
-    if cfg.mode == "tune":
-        if not cfg.lr_grid:
-            raise ValueError("the learning-rate grid is empty: give at least one lr > 0")
-        bad = [x for x in cfg.lr_grid if not (math.isfinite(x) and x > 0)]
-        if bad:
-            raise ValueError(f"invalid learning rate(s) {', '.join(map(repr, bad))} in the grid: "
-                             "every lr must be a finite number > 0")
-        ids = [f"{x:.6g}" for x in cfg.lr_grid]  # as in RunKey.run_id: equal ids are one run
-        twice = sorted({i for i in ids if ids.count(i) > 1}, key=float)
-        if twice:
-            raise ValueError(f"learning rate(s) listed twice in the grid: {', '.join(twice)}")
+    if cfg.mode == "defaults":
+        from .protocol import required_without_value
+
+        for rule in cfg.optimizers:
+            missing = required_without_value(rule, cfg.hp.get(rule, {}))
+            if missing:
+                raise ValueError(f"--defaults: {rule} has no published default for "
+                                 f"{', '.join(missing)}; fix it with --hp "
+                                 + " --hp ".join(f"{rule}.{m}=VALUE" for m in missing))
+    # the grid: tuned in tune mode, and in defaults mode for the lrs without a published default
+    if not cfg.lr_grid:
+        raise ValueError("the learning-rate grid is empty: give at least one lr > 0")
+    bad = [x for x in cfg.lr_grid if not (math.isfinite(x) and x > 0)]
+    if bad:
+        raise ValueError(f"invalid learning rate(s) {', '.join(map(repr, bad))} in the grid: "
+                         "every lr must be a finite number > 0")
+    ids = [f"{x:.6g}" for x in cfg.lr_grid]  # as in RunKey.run_id: equal ids are one run
+    twice = sorted({i for i in ids if ids.count(i) > 1}, key=float)
+    if twice:
+        raise ValueError(f"learning rate(s) listed twice in the grid: {', '.join(twice)}")
     if cfg.epochs is not None and not (isinstance(cfg.epochs, (int, float))
                                        and math.isfinite(cfg.epochs) and cfg.epochs > 0):
         raise ValueError(f"invalid epochs={cfg.epochs!r}: must be a finite number > 0")
@@ -150,6 +166,10 @@ def validate(cfg: CompareConfig) -> CompareConfig:
                              f"{torch.cuda.device_count()} CUDA device(s)")
     if cfg.eval_every is not None and cfg.eval_every < 1:
         raise ValueError(f"invalid eval_every={cfg.eval_every!r}: must be an integer >= 1")
+    if cfg.target_every is not None and (isinstance(cfg.target_every, bool)
+                                         or not isinstance(cfg.target_every, int)
+                                         or cfg.target_every < 1):
+        raise ValueError(f"invalid target_every={cfg.target_every!r}: must be an integer >= 1")
     if cfg.probe_every < 0:
         raise ValueError(f"invalid probe_every={cfg.probe_every!r}: must be >= 0 (0 = off)")
     for rule, values in cfg.hp.items():

@@ -30,8 +30,11 @@ Few seeds: with one seed no test exists ("needs ≥ 2 seeds"). From two seeds on
 used; it assumes normal differences, and with n ≤ 5 a distribution-free test could not reach
 p < 0.05 at all (the exact sign-flip test's smallest two-sided p is 2/2ⁿ), so few-seed verdicts
 rest on that assumption — which is why the detectable difference is printed beside them: with
-few seeds it is large. Identical results on every seed (s_d = 0, d̄ = 0) are reported as such;
-a constant nonzero difference (s_d = 0) is a difference on every seed, p = 0.
+few seeds it is large. Identical results on every seed (s_d = 0, d̄ = 0) are reported as such.
+The same nonzero difference on every seed (s_d = 0: accuracies are multiples of 1/n_test, so
+with a few seeds and a small test set this happens) leaves the t statistic undefined; the exact
+sign-flip test (Fisher's randomisation test of the paired differences) is used instead, whose p
+is then 2/2ⁿ (0.25 with 3 seeds), and no detectable difference is given (no spread to base it on).
 """
 from __future__ import annotations
 
@@ -115,7 +118,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], higher_is_better: bool =
     A, B = names
     nan = math.nan
     row = {"n": n, "excluded": int((~ok).sum()), "mean_diff": nan, "sd_diff": nan, "ci_low": nan,
-           "ci_high": nan, "t": nan, "p": nan, "detectable": nan, "verdict": ""}
+           "ci_high": nan, "t": nan, "p": nan, "test": "paired t", "detectable": nan, "verdict": ""}
     if n == 0:
         row["verdict"] = "no seed finished for both"
         return row
@@ -128,8 +131,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], higher_is_better: bool =
     half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / math.sqrt(n))
     row.update(sd_diff=sd, ci_low=mean - half, ci_high=mean + half,
                detectable=detectable_difference(sd, n, alpha, power))
-    if sd == 0:
-        row.update(t=math.copysign(math.inf, mean) if mean else nan, p=0.0 if mean else 1.0)
+    if sd == 0:  # t undefined: the exact sign-flip test (all n signs agree)
+        row.update(t=nan, p=min(1.0, 2.0 ** (1 - n)) if mean else 1.0, detectable=nan,
+                   ci_low=nan, ci_high=nan, test="sign-flip (s_d = 0)")
     else:
         t = mean * math.sqrt(n) / sd
         row.update(t=t, p=float(2 * stats.t.sf(abs(t), n - 1)))
@@ -140,6 +144,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], higher_is_better: bool =
         row["verdict"] = f"{A} better than {B}" if a_better else f"{B} better than {A}"
     else:
         row["verdict"] = f"not distinguishable with {n} seeds"
+    if row["test"] != "paired t" and mean != 0:
+        row["verdict"] += " (the same difference on every seed: exact sign-flip test)"
     return row
 
 

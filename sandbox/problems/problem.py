@@ -13,6 +13,7 @@ invariance from the architecture.
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,6 +91,15 @@ class Problem:
     def eval_every(self) -> int:
         """Default steps between evaluations: ``steps_per_epoch / evals_per_epoch``."""
         return max(1, self.steps_per_epoch // self.evals_per_epoch)
+
+    @property
+    def target_every(self) -> int:
+        """Steps between the validation checks of time to target when seeds train stacked: every
+        step where one check (a forward pass over the validation split) costs at most half a
+        training step (forward and backward of a batch, about three forward passes), otherwise
+        the fewest steps that keep the checks' cost at about half the training's:
+        ``ceil(n_valid / (1.5 · batch_size))``."""
+        return max(1, math.ceil(len(self.valid[1]) / (1.5 * self.batch_size)))
 
     @property
     def scale_invariant(self) -> tuple[str, ...]:

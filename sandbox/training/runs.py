@@ -11,12 +11,23 @@ with its running statistics) on the held-out sets, ``wall_s`` the seconds since 
 ``diverged`` True on the row where a non-finite loss was first seen — that seed's last row; the
 others go on. Rows are handed to ``on_eval`` as soon as they exist (a caller writes them to disk).
 
+**Time to target** (``target=``): the validation accuracy of every seed is checked every
+``target_every`` steps (default :attr:`Problem.target_every`: every step or every few, so that the
+checks cost at most about half the training; with a loop of models, the evaluation interval),
+besides the evaluations; the first checked step at which a seed reaches the target, the
+training time up to it (evaluations and checks excluded; a stacked group's time is shared by its
+K seeds) and the best accuracy seen are handed to ``on_target`` as one row per seed (columns
+:data:`TARGET_COLUMNS`). The held-out validation split is the one checked, as AlgoPerf's targets
+are (Dahl et al., "Benchmarking Neural Network Training Algorithms", 2023): the test split stays
+for the final numbers. The checks run in evaluation mode and change nothing in training.
+
 Divergence costs no per-step synchronisation: losses accumulate on the device and are checked at
 evaluations. The optimizer runs with ``nonfinite='ignore'``, so a diverging seed does not stop the
 others (replicas share no reductions).
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -32,6 +43,8 @@ from .stacked import StackedModels, evaluate_model, evaluate_stacked
 
 CURVE_COLUMNS = ("seed", "step", "epoch", "train_loss", "valid_loss", "valid_acc", "test_loss",
                  "test_acc", "wall_s", "diverged")
+TARGET_COLUMNS = ("seed", "target", "target_split", "target_every", "steps_to_target",
+                  "train_s_to_target", "best_acc", "best_step", "train_s")
 # attach(optimizer, named_params, model, seeds) -> object with .detach(): e.g. a probe
 Attach = Callable[[torch.optim.Optimizer, Mapping[str, Tensor], torch.nn.Module, Sequence[int]], Any]
 
@@ -65,6 +78,7 @@ class _Curves:
             "valid_acc": block[2].numpy(), "test_loss": block[3].numpy(),
             "test_acc": block[4].numpy(), "wall_s": time.perf_counter() - self.start,
             "diverged": diverged.numpy()})[self.alive.numpy()]
+        self.last_valid_acc = block[2]
         self.alive &= finite
         self.loss_sum.zero_()
         self.count = 0
@@ -78,6 +92,56 @@ class _Curves:
         if not self.frames:
             return pd.DataFrame(columns=CURVE_COLUMNS)
         return pd.concat(self.frames, ignore_index=True)
+
+
+class _TargetTracker:
+    """First checked step at which each seed's validation accuracy reaches ``target``; the
+    training seconds up to it (the clock is stopped during evaluations and checks)."""
+
+    def __init__(self, seeds: Sequence[int], target: float, every: int, device: torch.device):
+        self.seeds, self.target, self.every = list(seeds), float(target), int(every)
+        self.cuda = torch.device(device).type == "cuda"
+        K = len(self.seeds)
+        self.step = [math.nan] * K
+        self.time = [math.nan] * K
+        self.best = [-math.inf] * K
+        self.best_step = [math.nan] * K
+        self.train_s = 0.0
+        self._resumed = None
+
+    @property
+    def active(self) -> bool:
+        return any(math.isnan(s) for s in self.step)
+
+    def resume(self) -> None:
+        """Start (or restart after an evaluation) the training clock."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        self._resumed = time.perf_counter()
+
+    def pause(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        if self._resumed is not None:
+            self.train_s += time.perf_counter() - self._resumed
+            self._resumed = None
+
+    def update(self, step: int, acc: Tensor) -> None:
+        for k, a in enumerate(acc.double().cpu().tolist()):
+            if not math.isfinite(a):
+                continue
+            if a > self.best[k]:
+                self.best[k], self.best_step[k] = a, step
+            if math.isnan(self.step[k]) and a >= self.target:
+                self.step[k], self.time[k] = step, self.train_s
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "seed": self.seeds, "target": self.target, "target_split": "valid",
+            "target_every": self.every, "steps_to_target": self.step,
+            "train_s_to_target": self.time,
+            "best_acc": [b if math.isfinite(b) else math.nan for b in self.best],
+            "best_step": self.best_step, "train_s": self.train_s})
 
 
 def total_steps(problem: Problem, epochs: float | None = None, steps: int | None = None) -> int:
@@ -95,7 +159,9 @@ def train_seeds(problem: Problem, rule: str, seeds: Sequence[int], hp: Mapping[s
                 *, epochs: float | None = None, steps: int | None = None,
                 eval_every: int | None = None, stacked: bool = True,
                 on_eval: Optional[Callable[[pd.DataFrame], None]] = None,
-                attach: Optional[Attach] = None, progress: bool | str = False) -> pd.DataFrame:
+                attach: Optional[Attach] = None, progress: bool | str = False,
+                target: float | None = None, target_every: int | None = None,
+                on_target: Optional[Callable[[pd.DataFrame], None]] = None) -> pd.DataFrame:
     """Train ``rule`` with hyperparameters ``hp`` (passed to ``sandbox.create`` as they are) on
     ``problem`` for each seed; return the curves (:data:`CURVE_COLUMNS`).
 
@@ -105,18 +171,30 @@ def train_seeds(problem: Problem, rule: str, seeds: Sequence[int], hp: Mapping[s
     ``replica_dims=1``) or a loop over separate models. ``attach``: called once per model/stack
     with the optimizer before training (e.g. to attach a probe); its result's ``detach()`` is
     called at the end. ``progress``: a tqdm bar over steps (a string is its description).
+    ``target``: a validation accuracy whose first crossing is tracked (module docstring), checked
+    every ``target_every`` steps (default: :attr:`Problem.target_every` stacked, the evaluation
+    interval in a loop); ``on_target`` gets one row per seed at the end of each model's run.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("train_seeds needs at least one seed")
     hp = dict(hp or {})
     total = total_steps(problem, epochs, steps)
-    evals = set(eval_steps(total, eval_every or problem.eval_every))
+    every = eval_every or problem.eval_every
+    evals = set(eval_steps(total, every))
+    if target is not None:
+        if not 0 < float(target) <= 1:
+            raise ValueError(f"invalid target={target!r}: a validation accuracy in (0, 1]")
+        target_every = int(target_every or (problem.target_every if stacked else every))
+        if target_every < 1:
+            raise ValueError(f"invalid target_every={target_every}: must be an integer >= 1")
+    track = None if target is None else (float(target), target_every, on_target)
     bar = _bar(progress, total * (1 if stacked else len(seeds)))
     try:
         if stacked:
-            return _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar)
-        frames = [_train_single(problem, rule, hp, s, total, evals, on_eval, attach, bar) for s in seeds]
+            return _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar, track)
+        frames = [_train_single(problem, rule, hp, s, total, evals, on_eval, attach, bar, track)
+                  for s in seeds]
         return pd.concat(frames, ignore_index=True)
     finally:
         if bar is not None:
@@ -132,7 +210,13 @@ def _bar(progress, total: int):
                 leave=False)
 
 
-def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar) -> pd.DataFrame:
+def _tracker(track, seeds, problem):
+    if track is None:
+        return None
+    return _TargetTracker(seeds, track[0], track[1], problem.train[0].device), track[2]
+
+
+def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar, track=None) -> pd.DataFrame:
     template = problem.build(seeds[0])
     stack = StackedModels([problem.build(s) for s in seeds])
     opt = sandbox.create(rule, stack.param_groups(), nonfinite="ignore", **hp)
@@ -140,10 +224,11 @@ def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar)
     order = DataOrder(len(problem.train[1]), problem.batch_size, seeds, problem.train[0].device)
     curves = _Curves(seeds, problem, on_eval, time.perf_counter())
     return _loop(curves, lambda xs, ys: evaluate_stacked(stack, xs, ys),
-                 lambda t: stacked_step(stack, opt, problem, order.batch(t)), total, evals, hook, bar)
+                 lambda t: stacked_step(stack, opt, problem, order.batch(t)), total, evals, hook, bar,
+                 _tracker(track, seeds, problem))
 
 
-def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar) -> pd.DataFrame:
+def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar, track=None) -> pd.DataFrame:
     model = problem.build(seed)
     opt = sandbox.create(rule, model.parameters(), nonfinite="ignore", **hp)
     hook = attach(opt, dict(model.named_parameters()), model, [seed]) if attach else None
@@ -151,24 +236,43 @@ def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar) -
     curves = _Curves([seed], problem, on_eval, time.perf_counter())
     return _loop(curves, lambda xs, ys: evaluate_model(model, xs, ys),
                  lambda t: single_step(model, opt, problem, order.batch(t)[0]).reshape(1),
-                 total, evals, hook, bar)
+                 total, evals, hook, bar, _tracker(track, [seed], problem))
 
 
-def _loop(curves, evaluate, step, total, evals, hook, bar) -> pd.DataFrame:
-    """Train ``total`` steps (``step(t)`` returns the per-seed losses), evaluating at ``evals``;
+def _loop(curves, evaluate, step, total, evals, hook, bar, tracking=None) -> pd.DataFrame:
+    """Train ``total`` steps (``step(t)`` returns the per-seed losses), evaluating at ``evals``
+    and checking the target (``tracking``: a tracker and its callback) every ``every`` steps;
     stops early when every seed has diverged."""
+    tracker, on_target = tracking if tracking is not None else (None, None)
     alive, last = curves.evaluate(0, evaluate), 0
+    if tracker is not None:
+        tracker.update(0, curves.last_valid_acc)
+        tracker.resume()
     try:
         for t in range(total):
             if not alive:
                 break
             curves.add(step(t))
-            if t + 1 in evals:
+            evaluating = t + 1 in evals
+            checking = tracker is not None and tracker.active and (t + 1) % tracker.every == 0
+            if tracker is not None and (evaluating or checking):
+                tracker.pause()
+            if evaluating:
                 alive = curves.evaluate(t + 1, evaluate)
                 last = _advance(bar, last, t + 1)
+                if tracker is not None:
+                    tracker.update(t + 1, curves.last_valid_acc)
+            elif checking:
+                tracker.update(t + 1, evaluate(*curves.problem.valid)[1])
+            if tracker is not None and (evaluating or checking):
+                tracker.resume()
     finally:
         if hook is not None:
             hook.detach()
+    if tracker is not None:
+        tracker.pause()
+        if on_target is not None:
+            on_target(tracker.frame())
     _advance(bar, last, total)
     return curves.frame()
 

@@ -14,12 +14,13 @@ import argparse
 from pathlib import Path
 
 HELP = "benchmark optimizer steps (time, memory, bandwidth) against torch and the official packages"
+# The report's sections and tensor sets, named here so that parsing the arguments imports no
+# torch (tests/test_cli_startup.py checks them against sandbox.benchmarks).
+SECTIONS = ("bandwidth", "steps", "replicas", "stacked_seeds", "probes")
+SETS = ("resnet", "small")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from sandbox.benchmarks.report import SECTIONS
-    from sandbox.benchmarks.tensor_sets import SETS
-
     p.add_argument("--quick", action="store_true", help="small tensor sets, 3 repeats (smoke test)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--out", default="results/bench", help="output folder (default results/bench)")
@@ -45,10 +46,28 @@ def _choices(text: str, allowed: tuple, what: str) -> tuple[str, ...]:
 
 
 def run(args) -> int:
+    """Measure and print the report; Ctrl-C ends with one line and exit status 130 (the sections
+    finished so far are saved as CSVs under --out, and the same command reuses them)."""
+    from sandbox.cli.main import UsageError, interrupted, writable_dir
+
+    sets = _choices(args.sets, SETS, "--sets")
+    sections = _choices(args.only, SECTIONS, "--only")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"invalid --threads {args.threads}: must be >= 1")
+    if args.repeats is not None and args.repeats < 1:
+        raise UsageError(f"invalid --repeats {args.repeats}: must be >= 1")
+    out = writable_dir(args.out)
+    try:
+        return _run(args, out, sets, sections)
+    except KeyboardInterrupt:
+        return interrupted("bench", f"the sections finished so far are saved in {out}",
+                           getattr(args, "_argv", None))
+
+
+def _run(args, out: Path, sets, sections) -> int:
     import torch
 
-    from sandbox.benchmarks.report import SECTIONS, BenchConfig, format_report, run_bench
-    from sandbox.benchmarks.tensor_sets import SETS
+    from sandbox.benchmarks.report import BenchConfig, format_report, run_bench
     from sandbox.cli.main import UsageError
 
     try:
@@ -60,13 +79,8 @@ def run(args) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available here (torch.cuda.is_available() "
                          "is False); nothing was measured")
-    if args.threads is not None and args.threads < 1:
-        raise UsageError(f"invalid --threads {args.threads}: must be >= 1")
-    if args.repeats is not None and args.repeats < 1:
-        raise UsageError(f"invalid --repeats {args.repeats}: must be >= 1")
-    cfg = BenchConfig(quick=args.quick, device=args.device, out=Path(args.out), repeats=args.repeats,
-                      threads=args.threads, sets=_choices(args.sets, SETS, "--sets"),
-                      sections=_choices(args.only, SECTIONS, "--only"), fresh=args.fresh,
+    cfg = BenchConfig(quick=args.quick, device=args.device, out=out, repeats=args.repeats,
+                      threads=args.threads, sets=sets, sections=sections, fresh=args.fresh,
                       progress=not args.no_progress, pin_malloc=not args.default_malloc)
     res = run_bench(cfg)
     print(format_report(res))

@@ -19,7 +19,7 @@ DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="small sizes (under 2 minutes on 2 cores for every family)")
+                   help="small sizes: every family in under a minute of CPU time")
     p.add_argument("--only", metavar="PATTERN",
                    help="run only the claims whose id matches this fnmatch pattern, e.g. "
                         "'identity.*' or 'invariance.rootfree_*'")
@@ -55,18 +55,31 @@ def validate_device(device: str) -> str:
 
 
 def run(args) -> int:
-    import torch
+    """Run (or resume) the checks; Ctrl-C ends with one line and exit status 130: the families
+    finished so far are saved under --out, and the same command resumes from them."""
+    from sandbox.cli.main import UsageError, interrupted, writable_dir
 
-    from sandbox.cli.main import UsageError
-    from sandbox.verify.base import VerifyConfig
-    from sandbox.verify.runner import check_output_dir, run_verify
-
-    device = validate_device(args.device)
     if args.threads < 1:
         raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.only is not None and not args.only.strip():
         raise UsageError("--only needs a non-empty pattern, e.g. 'identity.*'")
-    out = check_output_dir(args.out)
+    if not DEVICE.match(args.device):
+        raise UsageError(f"unknown --device {args.device!r}: expected cpu, cuda or cuda:N")
+    out = writable_dir(args.out)
+    try:
+        return _run(args, out)
+    except KeyboardInterrupt:
+        return interrupted("verify", f"the families finished so far are saved in {out}",
+                           getattr(args, "_argv", None))
+
+
+def _run(args, out: Path) -> int:
+    import torch
+
+    from sandbox.verify.base import VerifyConfig
+    from sandbox.verify.runner import run_verify
+
+    device = validate_device(args.device)
     torch.set_num_threads(args.threads)
     cfg = VerifyConfig(quick=args.quick, device=device, out=out, seed=args.seed, only=args.only)
     _, status = run_verify(cfg, force=args.force, show_progress=not args.no_progress)

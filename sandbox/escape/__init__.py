@@ -14,13 +14,21 @@ Notebook use::
 Modules: :mod:`.potentials` (problems), :mod:`.simulate` (particles through the registry's
 optimizers), :mod:`.rates` (escape rates with intervals), :mod:`.laws` (fits and the decision
 rule), :mod:`.arms` (rules, lr calibration, predictions), :mod:`.experiment` (the k/B/η sweeps),
-:mod:`.plots` (figures).
+:mod:`.plots` (figures). The names below are imported on first use, so that
+``python -m sandbox.escape --help`` answers without importing torch.
 """
-from .arms import ARMS, Arm, get_arm, predicted_laws
-from .laws import LAWS, decide_laws, fit_exponent, fit_laws
-from .potentials import EscapeProblem
-from .rates import escape_rate
-from .simulate import run_escape_grid, simulate_cell
+import importlib
 
-__all__ = ["ARMS", "Arm", "get_arm", "predicted_laws", "LAWS", "decide_laws", "fit_exponent",
-           "fit_laws", "EscapeProblem", "escape_rate", "run_escape_grid", "simulate_cell"]
+_NAMES = {"ARMS": "arms", "Arm": "arms", "get_arm": "arms", "predicted_laws": "arms",
+          "LAWS": "laws", "decide_laws": "laws", "fit_exponent": "laws", "fit_laws": "laws",
+          "EscapeProblem": "potentials", "escape_rate": "rates", "run_escape_grid": "simulate",
+          "simulate_cell": "simulate"}
+__all__ = list(_NAMES)
+
+
+def __getattr__(name: str):
+    if name in _NAMES:
+        value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..plotting import styled
+from ..plotting import PALETTE, predicted_kw, save, styled
 
 from .laws import LAWS, MIN_EVENTS, OTHERS, VARIABLE_COLUMN, kramers_offset, regressor, weighted_line
 
@@ -33,6 +33,9 @@ def _sweeps(rates: pd.DataFrame, var: str):
             yield key, d.sort_values(col)
 
 
+FIT_STYLE = {1.0: ("-", PALETTE[1]), 0.5: ("--", PALETTE[2]), 0.0: (":", "0.45")}
+
+
 def _panel(ax, d: pd.DataFrame, var: str) -> None:
     col = VARIABLE_COLUMN[var]
     label, tx = AXIS[var]
@@ -41,14 +44,12 @@ def _panel(ax, d: pd.DataFrame, var: str) -> None:
     y = d["neg_log_rate"].to_numpy(float)
     lo, hi = d["nlr_lo"].to_numpy(float), d["nlr_hi"].to_numpy(float)
     ok = (d["n_escaped"] >= MIN_EVENTS).to_numpy() & np.isfinite(y)
-    ax.fill_between(x[ok], lo[ok], hi[ok], color="C0", alpha=0.2, lw=0, label="95% interval")
-    ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o", color="C0", ms=4,
-                capsize=2, label="measured")
+    ax.errorbar(x[ok], y[ok], yerr=[y[ok] - lo[ok], hi[ok] - y[ok]], fmt="o", color=PALETTE[0],
+                ms=4.5, mfc="white", mew=1.2, capsize=2, zorder=2)
     if (~ok).any():  # too few escapes to fit: the point estimate (or the lower bound), hollow
-        ax.plot(x[~ok], np.where(np.isfinite(y[~ok]), y[~ok], lo[~ok]), "o", mfc="none",
-                color="C0", label=f"< {MIN_EVENTS} escapes (not fitted)")
+        ax.plot(x[~ok], np.where(np.isfinite(y[~ok]), y[~ok], lo[~ok]), "x", color=PALETTE[0],
+                zorder=2)
     grid = np.geomspace(v.min(), v.max(), 60)
-    styles = iter(["-", "--", ":"])
     n = d["n_escaped"].to_numpy(float)[ok]
     for law, alpha in LAWS[var].items():
         if ok.sum() < 2:
@@ -58,21 +59,32 @@ def _panel(ax, d: pd.DataFrame, var: str) -> None:
         fit = weighted_line(x_fit, yy, n)
         slope = fit["slope"] if alpha != 0 else 0.0
         line = fit["intercept"] + slope * regressor(var, grid, alpha) - kramers_offset(var, grid, alpha)
-        extra = f" (R²={fit['r2']:.4f})" if alpha != 0 else f" (χ²={fit['chi2']:.3g})"
-        ax.plot(tx(grid), line, next(styles), color={1.0: "C1", 0.5: "C2"}.get(alpha, "C7"),
-                lw=1.2, label=f"fit {law}{extra}")
+        ls, color = FIT_STYLE[alpha]
+        ax.plot(tx(grid), line, ls, color=color, lw=1.2, zorder=3)
     if "predicted_neg_log_rate" in d:
-        ax.plot(x, d["predicted_neg_log_rate"], ":", color="k", lw=1, label="Kramers (theory)")
+        ax.plot(x, d["predicted_neg_log_rate"], **predicted_kw("k", lw=1.4, zorder=4))
     ax.set_xlabel(label)
-    ax.set_ylabel("−log Γ  (Γ: escapes per particle per step)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("−log Γ (Γ: escapes per particle-step)")
+
+
+def _legend(fig, var: str, ncol: int = 3) -> None:
+    from matplotlib.lines import Line2D
+
+    names = {a: n for n, a in LAWS[var].items()}
+    handles = [Line2D([], [], color=PALETTE[0], marker="o", mfc="white", ls="none",
+                      label="measured, 95% interval"),
+               Line2D([], [], color="k", lw=1.4, label="predicted: Kramers with the rule's T")]
+    handles += [Line2D([], [], ls=ls, color=c, lw=1.2, label=f"fit: law {names[a]}")
+                for a, (ls, c) in FIT_STYLE.items()]
+    handles.append(Line2D([], [], color=PALETTE[0], marker="x", ls="none",
+                          label=f"< {MIN_EVENTS} escapes (not fitted)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=ncol)
 
 
 @styled("paper")
 def plot_escape(rates: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """One figure per (variable, problem): a panel per rule. Returns the PNG paths."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -81,15 +93,19 @@ def plot_escape(rates: pd.DataFrame, out_dir: str | Path) -> list[Path]:
         sweeps = list(_sweeps(rates, var))
         for problem in dict.fromkeys(key[1] for key, _ in sweeps):
             mine = [(key, d) for key, d in sweeps if key[1] == problem]
-            fig, axes = plt.subplots(1, len(mine), figsize=(3.6 * len(mine), 3.4), squeeze=False)
-            for ax, (key, d) in zip(axes[0], mine):
+            ncols = min(3, len(mine))
+            nrows = (len(mine) + ncols - 1) // ncols
+            fig, axes = plt.subplots(nrows, ncols, figsize=(max(3.3 * ncols, 4.6),
+                                                            2.8 * nrows + 0.5 + 1.2 / ncols),
+                                     squeeze=False, layout="constrained")
+            for ax, (key, d) in zip(axes.flat, mine):
                 _panel(ax, d, var)
-                fixed = ", ".join(f"{c}={val:.3g}" for c, val in zip(OTHERS[var], key[2:]))
-                ax.set_title(f"{key[0]} ({problem}; {fixed})", fontsize=8)
-            fig.suptitle(f"Escape rate against {AXIS[var][0].split('  ')[0]}: {problem}", fontsize=10)
-            fig.tight_layout()
-            path = out_dir / f"escape_{var}_{problem}.png"
-            fig.savefig(path, dpi=120)
-            plt.close(fig)
-            paths.append(path)
+                ax.set_title(f"{key[0]}")
+            for ax in list(axes.flat)[len(mine):]:
+                ax.set_visible(False)
+            fixed = ", ".join(f"{c}" for c in OTHERS[var])
+            fig.suptitle(f"Escape rate against {AXIS[var][0].split('  ')[0]} ({problem}; "
+                         f"{fixed} fixed)")
+            _legend(fig, var, ncol=ncols)
+            paths.append(save(fig, out_dir / f"escape_{var}_{problem}.png"))
     return paths

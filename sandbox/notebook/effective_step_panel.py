@@ -71,40 +71,42 @@ def draw_effective_step(table: pd.DataFrame, prediction: Prediction | None = Non
     Returns the figure."""
     import matplotlib.pyplot as plt
 
+    from sandbox.plotting import BAND, MEASURED, predicted_kw, thin
+
     use_style()
     if axes is None:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
     fig = axes[0].figure
     rule = str(table["rule"].iloc[0])
     color = rule_colors([rule])[rule]
     labels = {"norm": "weight norm ‖w_t‖ (units of ‖w_0‖)", "delta": "angular step Δ_t (rad)"}
     for ax, q in zip(axes, ("norm", "delta")):
         part = table[(table["quantity"] == q) & (table["step"] >= 1)].sort_values("step")
-        ax.fill_between(part["step"], part["q05"], part["q95"], color=color, alpha=0.2, lw=0,
+        ax.fill_between(part["step"], part["q05"], part["q95"], color=color, **BAND,
                         label="measured 5–95% (replicas)")
-        ax.plot(part["step"], part["rms"], "o", ms=2.5, color=color, label="measured rms")
+        ax.plot(*thin(part["step"], part["rms"]), color=color, mfc="none", **MEASURED,
+                label="measured rms")
         if np.isfinite(part["predicted"]).any():
-            ax.plot(part["step"], part["predicted"], "-", color="k", lw=1.3, label="predicted")
+            ax.plot(part["step"], part["predicted"], **predicted_kw("k"), label="predicted")
         if q == "delta" and prediction is not None:
             if prediction.asymptote is not None:
                 keep = prediction.steps >= 1
                 ax.plot(prediction.steps[keep], prediction.asymptote[keep], ":", color="0.4",
-                        lw=1.2, label="1/sqrt((k+1)Mt)")
+                        lw=1.2, zorder=3, label="1/sqrt((k+1)Mt)")
             if np.isfinite(prediction.delta_star):
-                ax.axhline(prediction.delta_star, ls="--", color="0.3", lw=1,
+                ax.axhline(prediction.delta_star, ls="--", color="0.3", lw=1, zorder=3,
                            label=f"Δ* = {prediction.delta_star:.3g}")
         if q == "norm" and prediction is not None and np.isfinite(prediction.crossover_radius):
-            ax.axhline(prediction.crossover_radius, ls="--", color="0.3", lw=1,
+            ax.axhline(prediction.crossover_radius, ls="--", color="0.3", lw=1, zorder=3,
                        label="damping crossover r_c")
         ax.set(xscale="log", yscale="log", xlabel="step t", ylabel=labels[q])
         if q == "norm":
             plain_log_ticks(ax)
-        ax.legend(fontsize=7, loc="best")
+        ax.legend(loc="best")
     ratios = late_ratios(table)
     verdict = ", ".join(f"{q}: measured/predicted = {r:.3f}" for q, r in ratios.items()
                         if np.isfinite(r)) or "no prediction to compare"
-    fig.suptitle((title + "\n" if title else "") + f"late window: {verdict}", fontsize=10)
-    fig.subplots_adjust(top=0.82, wspace=0.28, bottom=0.16)
+    fig.suptitle((title + "\n" if title else "") + f"late window: {verdict}")
     return fig
 
 
@@ -131,14 +133,19 @@ class EffectiveStepPanel:
         self._hold = False
         lr = typical_lr(rule) if lr is None else lr
         project = default_project(rule) if project is None else project
-        self.rule = W.Dropdown(options=sandbox.available(), value=rule, description="rule")
+        # wide controls with room for their labels (the default 'description' width cuts
+        # "weight decay", and a 125-px slider is too short to aim)
+        wide = dict(style={"description_width": "110px"}, layout=W.Layout(width="420px"))
+        self.rule = W.Dropdown(options=sandbox.available(), value=rule, description="rule", **wide)
         self.lr = W.FloatLogSlider(value=lr, base=10, min=-5, max=0, step=0.05,
-                                   description="lr", readout_format=".2e", continuous_update=False)
+                                   description="lr", readout_format=".2e", continuous_update=False,
+                                   **wide)
         self.momentum = W.FloatSlider(value=momentum, min=0.0, max=0.99, step=0.01,
-                                      description="momentum", continuous_update=False)
+                                      description="momentum", continuous_update=False, **wide)
         self.weight_decay = W.SelectionSlider(options=list(WEIGHT_DECAYS), value=weight_decay,
-                                              description="weight decay", continuous_update=False)
-        self.project = W.Checkbox(value=project, description="radial projection")
+                                              description="weight decay", continuous_update=False,
+                                              **wide)
+        self.project = W.Checkbox(value=project, description="radial projection", **wide)
         self.status = W.HTML()
         self.output = W.Output()
         for c in (self.lr, self.momentum, self.weight_decay, self.project):

@@ -1,6 +1,6 @@
 r"""Notebook 02: the weight-decay equilibrium on the noise toy and per layer in a small BN net.
 
-Theory (spec theory.md §3; :mod:`theory.equilibrium`): with decay the norm settles where the
+Theory (docs/theory.md §3; :mod:`theory.equilibrium`): with decay the norm settles where the
 decay's shrinking balances the noisy update's growth. The rms angular step there is
 
 .. math:: \Delta^* = \sqrt{2\eta\lambda_\text{eff}/M}, \qquad
@@ -174,10 +174,11 @@ def net_equilibria(out, problem: str = "digits-bnmlp", device: str = "cpu", seed
 
 
 def draw_layers(probes: pd.DataFrame, axes=None):
-    """Per rule: each scale-invariant layer's Δ_t (line, mean over seeds), the predicted Δ*
-    (dashed) and the measurement window (shaded). Returns the figure."""
+    """Per rule: each scale-invariant layer's Δ_t (markers, rms per 25 steps over seeds), the
+    predicted Δ* (a line above them) and the measurement window (shaded). Returns the figure."""
     import matplotlib.pyplot as plt
-    import seaborn as sns
+
+    from sandbox.plotting import MEASURED, colors, predicted_kw, style_legend
 
     from .style import use_style
 
@@ -185,17 +186,26 @@ def draw_layers(probes: pd.DataFrame, axes=None):
     inv = probes[probes["scale_invariant"].astype(bool) & (probes["step"] > 0)]
     rules = list(dict.fromkeys(inv["rule"]))
     if axes is None:
-        _, axes = plt.subplots(1, len(rules), figsize=(3.6 * len(rules), 3.4), squeeze=False,
-                               sharey=True)
-        axes = axes[0]
+        ncols = min(2, len(rules))
+        fig, axes = plt.subplots((len(rules) + ncols - 1) // ncols, ncols, squeeze=False,
+                                 figsize=(4.2 * ncols + 1.6, 3.0 * ((len(rules) + ncols - 1) // ncols)),
+                                 layout="constrained")
+        for ax in list(axes.flat)[len(rules):]:
+            ax.set_visible(False)
+        axes = list(axes.flat)
+    palette = colors(inv["layer"])
     for ax, rule in zip(axes, rules):
         p = inv[inv["rule"] == rule]
-        sns.lineplot(data=p, x="step", y="delta", hue="layer", errorbar=None, lw=1, ax=ax)
-        ax.axhline(float(p["predicted"].iloc[0]), ls="--", color="k", lw=1.2, label="Δ* (theory)")
         ax.axvspan(float(p["window_start"].iloc[0]), float(p["window_stop"].iloc[0]),
-                   color="0.85", alpha=0.5, lw=0, label="window")
+                   color="#009E73", alpha=0.12, lw=0, zorder=0)
+        for layer, g in p.groupby("layer", sort=False):
+            b = g.assign(bin=(g["step"] // 25) * 25 + 12.5).groupby("bin")["delta"]
+            rms = b.apply(lambda v: float(np.sqrt(np.mean(np.square(v)))))
+            ax.plot(rms.index, rms.to_numpy(), color=palette[layer], **{**MEASURED, "ms": 3})
+        ax.plot([p["step"].min(), p["step"].max()], [float(p["predicted"].iloc[0])] * 2,
+                **predicted_kw("k"))
         ax.set(yscale="log", title=rule, xlabel="training step", ylabel="angular update Δ_t (rad)")
-        ax.legend(fontsize=6)
-    fig = axes[0].figure
-    fig.tight_layout()
-    return fig
+    style_legend(axes[len(rules) - 1], list(palette.items()), outside=True,
+                 entries=(("predicted Δ*", {"ls": "-", "lw": 1.6, "color": "k"}),
+                          ("measured (rms per 25 steps)", MEASURED)))
+    return axes[0].figure

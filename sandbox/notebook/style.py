@@ -1,11 +1,12 @@
 """One plotting style for every notebook: seaborn theme, a fixed colour per rule, inline display.
 
-- :func:`use_style` — the seaborn theme (whitegrid, notebook context, colour-blind palette) and
-  matplotlib defaults; call it in a notebook's first cell (the drawing helpers of this package
-  call it too, because some library calls reset the theme).
-- :func:`rule_colors` — the SAME colour for a rule in every figure: base rules take the dark
-  and projected variants (``sgdp``, ``adamp``, ``adaip``, …) the light shade of one hue pair, so
-  a rule and its projected form read as a pair.
+- :func:`use_style` — the seaborn theme (whitegrid) with the figure conventions of
+  :mod:`sandbox.plotting` (fonts ≥ 8 pt, constrained layout, the Okabe–Ito colour-blind-safe
+  palette); call it in a notebook's first cell (the drawing helpers of this package call it
+  too, because some library calls reset the theme).
+- :func:`rule_colors` — the SAME colour for a rule in every figure: base rules take an
+  Okabe–Ito colour and projected variants (``sgdp``, ``adamp``, ``adaip``, …) a lighter shade of
+  it, so a rule and its projected form read as a pair.
 - :func:`show` — display a figure inline and close it. Several library modules select the
   non-interactive 'Agg' backend when imported (``sandbox.compare``, ``sandbox.verify.figures``,
   ``sandbox.escape.plots``), after which ``plt.show()`` in a Jupyter kernel shows nothing and a
@@ -19,11 +20,11 @@ from pathlib import Path
 from typing import Iterable
 
 INLINE = "module://matplotlib_inline.backend_inline"
-# Pairs (base, projected variant) sharing a hue; tab20 orders each hue as (dark, light).
+# Pairs (base, projected variant) sharing a hue: base the Okabe–Ito colour, variant lighter.
 _PAIRS = (("sgd", "sgdp"), ("adamw", "adamp"), ("adai", "adaip"), ("adaiw", "adaiwp"),
           ("rfadamw", "rfadamwp"), ("rfrmsprop", "rfrmspropp"))
-RC = {"figure.dpi": 100, "savefig.dpi": 120, "axes.titlesize": 11, "axes.labelsize": 10,
-      "legend.fontsize": 8, "figure.autolayout": False}
+# inline figures at 100 dpi: a 6.4-inch figure is 640 px wide, 8-pt text 11 px tall
+RC = {"figure.dpi": 100, "savefig.dpi": 110}
 
 
 def in_kernel() -> bool:
@@ -42,7 +43,9 @@ def use_style(context: str = "notebook") -> None:
     import matplotlib
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid", context=context, palette="colorblind", rc=RC)
+    from sandbox.plotting import rc
+
+    sns.set_theme(style="whitegrid", context=context, palette="colorblind", rc={**rc(), **RC})
     if in_kernel() and matplotlib.get_backend().lower() == "agg":
         from IPython import get_ipython
 
@@ -52,18 +55,20 @@ def use_style(context: str = "notebook") -> None:
 def rule_colors(rules: Iterable[str]) -> dict:
     """A fixed colour for each rule name (same rule, same colour, in every notebook).
 
-    Registered rules get a shade of the tab20 hue pair of their family (base rule dark,
-    projected variant light); any other label (e.g. the escape arm 'momentum') gets a
+    Registered rules get an Okabe–Ito colour per family (base rule full, projected variant a
+    lighter shade of it); any other label (e.g. the escape arm 'momentum') gets a grey-free
     colour-blind-palette colour chosen by its position in ``rules``.
     """
     import seaborn as sns
 
-    tab = sns.color_palette("tab20", 20)
+    from sandbox.plotting import PALETTE
+
     fixed = {}
     for i, (base, proj) in enumerate(_PAIRS):
-        fixed[base], fixed[proj] = tab[2 * i], tab[2 * i + 1]
-    fixed["adam"] = tab[2 * len(_PAIRS)]  # no registered projected form: a hue of its own
-    extra = iter(sns.color_palette("colorblind", 10))
+        c = sns.color_palette([PALETTE[i]])[0]
+        fixed[base], fixed[proj] = c, tuple(0.55 * x + 0.45 for x in c)
+    fixed["adam"] = sns.color_palette([PALETTE[len(_PAIRS)]])[0]  # no projected form of its own
+    extra = iter(sns.color_palette([PALETTE[7]] + list(sns.color_palette("colorblind", 10))))
     out = {}
     for r in dict.fromkeys(rules):
         out[r] = fixed.get(str(r).lower()) or next(extra, (0.3, 0.3, 0.3))
@@ -91,14 +96,11 @@ def label_colors(labels: Iterable[str], rules: Iterable[str]) -> dict:
 
 
 def plain_log_ticks(ax, axis: str = "y") -> None:
-    """Tick labels as plain numbers ('1.5', not '1.5×10⁰') on a log axis that spans less than
-    a decade or so (e.g. a weight norm that grows from 1 to 3)."""
-    from matplotlib.ticker import FuncFormatter
+    """Tick labels as plain numbers on a log axis that spans about a decade (e.g. a weight norm
+    growing from 1 to 3), without colliding minor labels (:func:`sandbox.plotting.plain_log_ticks`)."""
+    from sandbox.plotting import plain_log_ticks as plain
 
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    target = ax.yaxis if axis == "y" else ax.xaxis
-    target.set_major_formatter(fmt)
-    target.set_minor_formatter(fmt)
+    plain(ax, axis)
 
 
 def show(fig) -> None:
@@ -113,8 +115,11 @@ def show(fig) -> None:
     if in_kernel():
         from IPython.display import Image, display
 
+        from sandbox.plotting import tidy_log_ticks
+
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight")
+        tidy_log_ticks(fig)
+        fig.savefig(buf, format="png")
         display(Image(data=buf.getvalue()))
     plt.close(fig)
 

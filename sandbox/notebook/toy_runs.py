@@ -2,7 +2,7 @@ r"""The noise-driven toy through registered rules, with theory's prediction next
 
 Measurement: :func:`sandbox.experiments.effective_step.run_noise_toy` (``replicas`` weights
 w ∈ R^d in one tensor, gradient g = Π⊥(ξ)/‖w‖, ξ ~ N(0, σ²I); rms over replicas of ‖w_t‖ and of
-the angular step Δ_t = angle(w_t, w_{t+1})). Prediction: the ``theory`` package (spec theory.md
+the angular step Δ_t = angle(w_t, w_{t+1})). Prediction: the ``theory`` package (docs/theory.md
 §2–3) composed from the rule's traits, which are read off its stage chain
 (:func:`sandbox.optim.traits.rule_traits`):
 
@@ -215,9 +215,11 @@ def draw_runs(table: pd.DataFrame, quantity: str = "delta", ax=None, logx: bool 
     Returns the axes."""
     import matplotlib.pyplot as plt
 
+    from sandbox.plotting import BAND, MEASURED, predicted_kw, style_legend, thin
+
     use_style()
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.2))
+        _, ax = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
     part = table[(table["quantity"] == quantity) & (table["step"] >= (1 if logx else 0))]
     labels = list(dict.fromkeys(part["label"]))
     colours = label_colors(part["label"], part["rule"])
@@ -225,16 +227,18 @@ def draw_runs(table: pd.DataFrame, quantity: str = "delta", ax=None, logx: bool 
         p = part[part["label"] == lab].sort_values("step")
         c = colours[lab]
         if band:
-            ax.fill_between(p["step"], p["q05"], p["q95"], color=c, alpha=0.12, lw=0)
-        ax.plot(p["step"], p["rms"], "o", ms=2.2, color=c, alpha=0.8)
-        ax.plot(p["step"], p["predicted"], "-", color=c, lw=1.4, label=lab)
+            ax.fill_between(p["step"], p["q05"], p["q95"], color=c, **BAND)
+        ax.plot(*thin(p["step"], p["rms"], log=logx), color=c, mfc="none", **MEASURED)
+        ax.plot(p["step"], p["predicted"], **predicted_kw(c))
     ax.set(xscale="log" if logx else "linear", yscale="log" if logy else "linear",
            xlabel="step t", title=title,
            ylabel={"delta": "angular step Δ_t (rad)",
                    "norm": "weight norm ‖w_t‖ (units of ‖w_0‖)"}.get(quantity, quantity))
     if quantity == "norm" and logy:
         plain_log_ticks(ax)
-    ax.legend(fontsize=7, title="line: theory · dots: measured (rms)", title_fontsize=7)
+    style_legend(ax, [(lab, colours[lab]) for lab in labels], outside=True,
+                 entries=(("predicted (line)", {"ls": "-", "lw": 1.6}),
+                          ("measured rms (markers)", {**MEASURED, "mfc": "none"})))
     return ax
 
 

@@ -85,7 +85,13 @@ def test_verify_family_quick_for_sgd(tmp_path):
     assert list(rows.columns) == list(ROW_COLUMNS)
     assert set(rows["rule"]) == {"sgd"}
     graded = rows[rows["claim"].isin(["escape.sgd", "escape.sgd.B", "escape.sgd.eta"])]
-    assert len(graded) == 3 and graded["verdict"].eq("PASS").all()
+    # quick: the k and B sweeps (the η sweep is the full mode's). At 3,000 particles the B
+    # decision is separated; the k decision follows the predicted law (smallest AIC) but may
+    # keep 1/√k too (INCONCLUSIVE: seen on 1 of 4 seeds) — never another law (no FAIL)
+    assert set(graded["claim"]) == {"escape.sgd", "escape.sgd.B"}
+    assert (graded["measured"] == graded["predicted"]).all()
+    assert graded.set_index("claim").loc["escape.sgd.B", "verdict"] == "PASS"
+    assert graded["verdict"].isin(["PASS", "INCONCLUSIVE"]).all()
     assert rows[rows["claim"] == "escape.sgd.slope"]["verdict"].eq("REPORTED").all()
     paths = escape.plot(rows, cfg)
     assert paths and all(p.exists() and p.stat().st_size > 0 for p in paths)

@@ -67,7 +67,7 @@ def test_weight_decay_equals_exponential_learning_rate(family_run):
     _assert_all_pass(rows)
     assert {"sgd", "sgdp"} <= set(rows["rule"])
     zero = rows[rows["setting"].str.contains("buffers=zero")]
-    # the spec's wording (both buffers at zero) is NOT an equivalence: O(1e-2) angles, reported
+    # the catalogue's wording (both buffers at zero) is NOT an equivalence: O(1e-2) angles, reported
     assert len(zero) == 2 and (zero["verdict"] == "REPORTED").all()
     assert (zero["measured"] > 1e-3).all()
     curves = family_run[1] / "identities" / "curves.csv"

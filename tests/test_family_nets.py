@@ -155,7 +155,7 @@ def test_family_rows_files_resume_and_figures(tmp_path, monkeypatch):
 def test_only_pattern_skips_unneeded_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(nets, "_plan", tiny_plan)
     cfg = VerifyConfig(quick=True, out=tmp_path, only="nets.rate.*")
-    assert [c for c, _ in nets.plan(cfg)] == ["nets.rate.adamp"]
+    assert [c for c, *_ in nets.plan(cfg)] == ["nets.rate.adamp"]
     res = nets.run(cfg)
     assert set(res.claim) == {"nets.rate.adamp"}
     assert not list((tmp_path / "nets" / "runs").glob("equilibrium-*"))
@@ -163,7 +163,54 @@ def test_only_pattern_skips_unneeded_runs(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_quick_family_on_the_default_problem(tmp_path):
+    """Quick mode: one seed and a window of 1–4 relaxation times give fewer than two blocks of
+    2τ for most rules, so the equilibrium rows are INCONCLUSIVE by the interval rule (never
+    decided by a point estimate); nothing FAILs; the restated detection claims PASS."""
     res = nets.run(VerifyConfig(quick=True, out=tmp_path))
     eq = res[res.claim.str.startswith("nets.equilibrium")]
-    assert len(eq) == 8 and (eq.verdict == "PASS").all(), eq[["claim", "setting", "error"]]
-    assert res.set_index("claim").loc["nets.detection.fp32.recall", "measured"] == 1.0
+    assert len(eq) == 8 and not (res.verdict == "FAIL").any(), res[["claim", "setting", "error"]]
+    by = res.set_index("claim")
+    assert by.loc["nets.detection.fp32.recall", "measured"] == 1.0
+    assert by.loc["nets.detection.fp32.precision", "verdict"] == "PASS"
+
+
+def test_rate_window_follows_the_documented_rule():
+    """lo = max(T/10, 3·t0, t0 + 3/(1 − β2) for Adam-type rules): the matched start's transient
+    and the second moment's re-adaptation are outside every fit."""
+    assert nets.rate_window("sgd", 117, 1117) == pytest.approx((351.0, 1118.0))
+    assert nets.rate_window("sgd", 117, 4117) == pytest.approx((411.7, 4118.0))
+    assert nets.rate_window("adamp", 20, 1020) == pytest.approx((320.0, 1021.0))  # β2 = 0.99
+    assert nets.rate_window("adamw", 234, 4234) == pytest.approx((702.0, 4235.0))
+
+
+def _detection_frame(fired_on_classifier: int, fired_on_vector: int) -> pd.DataFrame:
+    rows = []
+    for step in range(100):
+        rows.append({"step": step, "layer": "body.0.weight", "scale_invariant": True, "d": 640,
+                     "channels": 10, "detected": 1, "rule": "sgd"})
+        rows.append({"step": step, "layer": "head.weight", "scale_invariant": False, "d": 100,
+                     "channels": 10, "detected": int(step < fired_on_classifier), "rule": "sgd"})
+        rows.append({"step": step, "layer": "head.bias", "scale_invariant": False, "d": 10,
+                     "channels": 10, "detected": int(step < fired_on_vector), "rule": "sgd"})
+    return pd.DataFrame(rows).assign(detected=lambda d: d.detected.astype("Int64"),
+                                     cos_channel=0.5, thr_channel=0.01)
+
+
+def test_detection_false_positives_only_where_the_theory_predicts_them():
+    """Restated claim: precision over every layer except non-invariant decayed matrices is 1;
+    false positives on such a matrix (the classifier at its weight-decay equilibrium) are
+    REPORTED with their rate; one false positive anywhere else FAILs."""
+    class P:
+        name = "toy"
+
+    ok, _ = nets.detection_rows(VerifyConfig(), P(), {}, [_detection_frame(3, 0)],
+                                {"fp32": True, "bf16": False})
+    by = {r["claim"]: r for r in ok}
+    assert by["nets.detection.fp32.precision"]["verdict"] == "PASS"
+    assert by["nets.detection.fp32.recall"]["verdict"] == "PASS"
+    rate = by["nets.detection.fp32.equilibrium_fire_rate"]
+    assert rate["verdict"] == "REPORTED" and rate["measured"] == pytest.approx(0.03)
+    assert rate["measured_lo"] < 0.03 < rate["measured_hi"]
+    bad, _ = nets.detection_rows(VerifyConfig(), P(), {}, [_detection_frame(3, 1)],
+                                 {"fp32": True, "bf16": False})
+    assert {r["claim"]: r for r in bad}["nets.detection.fp32.precision"]["verdict"] == "FAIL"

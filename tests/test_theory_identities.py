@@ -35,7 +35,7 @@ def test_heavy_ball_identity_matches_simulation(decay, radial):
     pred = heavy_ball_norm_sq(r2[:, 0], eta, beta, P, decay=decay, initial_radial=init)
     assert pred.shape == (R, T + 1)
     np.testing.assert_allclose(pred, r2, rtol=1e-12)
-    if decay == 0:  # the spec's closed form, term by term
+    if decay == 0:  # the catalogue's closed form, term by term
         t = 7
         closed = r2[:, t] + eta**2 * P[:, t] + 2 * eta**2 * sum(beta ** (t - k) * P[:, k] for k in range(t))
         np.testing.assert_allclose(closed, r2[:, t + 1], rtol=1e-12)

@@ -26,7 +26,8 @@ def test_quick_smoke_run_of_the_identities(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     head = proc.stdout.splitlines()[0].split()
-    assert head == ["claim", "rule", "predicted", "measured", "error", "tolerance", "verdict"]
+    assert head == ["claim", "rule", "predicted", "measured", "95%", "interval", "error", "tolerance",
+                    "verdict"]
     assert "claim" not in proc.stderr.split("\n")[0][:5]  # the table goes to stdout
     table = pd.read_csv(out / "verify.csv")
     assert list(table.columns) == list(ROW_COLUMNS)
@@ -76,7 +77,7 @@ def test_exit_status_outputs_and_resume(tmp_path, capsys):
     table, status = run_verify(cfg, families=fams, show_progress=False)
     assert status == 0 and calls == ["one", "two"] and len(table) == 4
     out = capsys.readouterr().out
-    assert "REPORTED" in out and "4 checks: 3 PASS, 0 FAIL, 1 REPORTED" in out
+    assert "REPORTED" in out and "4 checks: 3 PASS, 0 FAIL, 0 INCONCLUSIVE, 1 REPORTED" in out
     report = (tmp_path / "report.md").read_text()
     assert "one/one.png" in report and "figure failed: RuntimeError: no figure today" in report
     # same options: both families are resumed from disk, nothing reruns

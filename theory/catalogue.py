@@ -1,4 +1,4 @@
-"""Catalogue of claims (spec/theory.md) for a verify command to iterate over.
+"""Catalogue of claims (docs/theory.md) for a verify command to iterate over.
 
 Each record names the theory function that computes the prediction (``function``, a name
 in the ``theory`` namespace), its status (published / derived / open), citation, regime and
@@ -52,12 +52,13 @@ CLAIMS: list[Claim] = [
     Claim("equilibrium.sgdm", 3, "L2 in heavy ball: Delta* = sqrt(2 eta lam/(1+beta)), r* = (eta E||g~||^2/(2 lam (1-beta)))^{1/4}", P, WAN + "; " + KOS, "equilibrium_angular_step", "noise-dominated", "5%"),
     Claim("equilibrium.sgdp", 3, "Delta* = sqrt(2 eta lam wd_ratio/(1-beta)), r* = (eta E||g~||^2/(2 lam wd_ratio (1+beta)))^{1/4}", D, HERE, "equilibrium_angular_step", "noise-dominated", "5%"),
     Claim("equilibrium.adamw", 3, "Delta* = sqrt(2 eta lam (1-b1)/(1+b1)), r* = sqrt(eta d/(2 lam))", P, KOS, "equilibrium_angular_step", "noise-dominated, eps -> 0", "5%"),
-    Claim("equilibrium.adamp", 3, "Delta* = sqrt(2 eta lam wd_ratio); r* = sqrt(eta d (1-b1)/(2 lam wd_ratio (1+b1)(1 + b1^2 Delta*^2/(1-b1)^2))) (spec's norm lacks wd_ratio)", D, HERE, "equilibrium_norm", "noise-dominated, eps -> 0", "5%"),
+    Claim("equilibrium.adamp", 3, "Delta* = sqrt(2 eta lam wd_ratio); r* = sqrt(eta d (1-b1)/(2 lam wd_ratio (1+b1)(1 + b1^2 Delta*^2/(1-b1)^2))) (the first-stated norm lacks wd_ratio)", D, HERE, "equilibrium_norm", "noise-dominated, eps -> 0", "5%"),
     Claim("equilibrium.adam_l2", 3, "no fixed Delta*; given the scale-free gradient norm Gt: r*^3 = eta sqrt(d) Gt/(2 lam)", D, KOS + "; conditional form " + HERE, "equilibrium_angular_step", "noise-dominated, lam r^2 << Gt", "10%"),
     Claim("equilibrium.rootfree", 3, "no equilibrium: r^2 x ((1-eta lam)^2 + M eta^2 A^2) per step, Delta = arctan(eta A/(1-eta lam))", D, HERE, "equilibrium_prediction", "damping negligible", "10%"),
     Claim("equilibrium.adai", 3, "open (isotropic heuristic sqrt(2 eta lam beta0/(2-beta0)))", O, ADAI, "adai_isotropic_angular_step", "measure", ""),
     Claim("equilibrium.projection_ratio", 3, "at wd_ratio = 1 projection raises Delta* by sqrt((1+beta)/(1-beta))", D, HERE, "momentum_factor", "noise-dominated", "5%"),
     Claim("equilibrium.time", 3, "tau = 1/(2(k+1) eta lam_eff): AdamW 1/(2 eta lam), SGDM (1-beta)/(4 eta lam), SGDP (1-beta)/(4 eta lam wd_ratio)", D, HERE, "time_to_equilibrium", "linear relaxation of r^{2(k+1)}", "10%"),
+    Claim("detection.false_positives", 4, "a weight that is not scale-invariant passes the test only when its radial derivative <W, grad_W L> crosses 0: under weight decay that happens at its norm equilibrium, so false positives arise only on non-invariant decayed weights (precision 1 on every other layer)", D, HERE, "detection_threshold", "fp32, equilibrium runs", "0"),
     Claim("detection.threshold", 4, "scale-invariant rows have cos = 0; bf16 rounding gives rms |cos| ~ 0.0032/sqrt(d) << 0.1/sqrt(d)", D, ADAMP + "; rounding " + HERE, "rounding_abs_cosine", "precision/recall per layer: open under autocast", ""),
     Claim("escape.sgd", 5, "log tau ~ 2 B Delta L/(eta H_a) (law 1/k)", P, XIE21, "predicted_log_escape_time", "Delta L >> T", "slope CI"),
     Claim("escape.heavy_ball", 5, "same 1/H_a law; torch form 2 B (1-beta) Delta L/(eta H_a)", P, ADAI, "predicted_log_escape_time", "Delta L >> T", "slope CI"),

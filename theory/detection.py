@@ -1,4 +1,4 @@
-"""AdamP's scale-invariance test (spec section 4): thresholds and round-off margins."""
+"""AdamP's scale-invariance test (catalogue §4, docs/theory.md): thresholds and round-off margins."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Weight-decay equilibrium of a scale-invariant weight (spec section 3), generic in RuleTraits.
+"""Weight-decay equilibrium of a scale-invariant weight (catalogue §3, docs/theory.md), generic in RuleTraits.
 
 Balance (noise-dominated steady state): decay shrinks r^2 by (1 - eta lam_eff)^2 per step,
 the update grows it by M eta^2 ||u||^2 (M = momentum_factor, ||u|| = A r^{-k}):
@@ -219,7 +219,7 @@ def equilibrium_norm(eta, lam, traits: RuleTraits, wd_ratio=0.1, *, A=None, d=No
     (1-beta)))^{1/4}; SGDP (eta (d-1)/(2 lam wd_ratio (1+beta)))^{1/4} (times the small
     buffer-projection factor); AdamW sqrt(eta d/(2 lam)); AdamP
     sqrt(eta d (1-b1) / (2 lam wd_ratio (1+b1) (1 + b1^2 Delta*^2/(1-b1)^2))).
-    SPEC CORRECTION: the spec's AdamP norm sqrt(eta d (1-b1)/(2 lam (1+b1))) omits wd_ratio
+    CORRECTION: the catalogue's AdamP norm sqrt(eta d (1-b1)/(2 lam (1+b1))) omits wd_ratio
     (AdamP decays by lam wd_ratio) and the projection correction (1 + b1^2 D^2/(1-b1)^2)^{-1/2}
     (7% at b1 = .9, D = .045); both confirmed by simulation.
     Status: SGD/SGDM/AdamW published, the others derived here. Regime: as
@@ -235,13 +235,13 @@ def time_to_equilibrium(eta, lam, traits: RuleTraits, wd_ratio=0.1, *, r0=None, 
 
     AdamW 1/(2 eta lam); SGD/SGDM (L2 in momentum) (1-beta)/(4 eta lam); SGDP
     (1-beta)/(4 eta lam wd_ratio); AdamP 1/(2 eta lam wd_ratio).
-    SPEC CORRECTION: the spec's '(1-beta)/(4 eta lam) (SGD family)' is wrong for SGDP (missing
+    CORRECTION: the catalogue's '(1-beta)/(4 eta lam) (SGD family)' is wrong for SGDP (missing
     1/wd_ratio, 10x at the default), and its '~3/(eta lam) steps' budget is < 1 tau for AdamP at
     wd_ratio = .1 (tau = 5/(eta lam)): a run of that length has not equilibrated.
     With r0 and r_star: steps until |y - y*| <= tol y*, y = r^{2(k+1)}, from the exact
     linear relaxation y_t = y* + (y0 - y*) exp(-t/tau): tau ln(|y0 - y*|/(tol y*)).
     Derivation: dy/dt = (k+1)(M eta^2 A^2 - 2 eta lam_eff y) (theory.homogeneity.norm_curve).
-    Status: derived (linearisation exact in y; the spec's rates confirmed for SGD/SGDM/AdamW).
+    Status: derived (linearisation exact in y; the catalogue's rates confirmed for SGD/SGDM/AdamW).
     """
     e = equilibrium_prediction(eta, lam, traits, wd_ratio, d=d, grad_norm_unit=grad_norm_unit)
     tau = e.time_constant
@@ -261,3 +261,29 @@ def adai_isotropic_angular_step(eta, lam, beta0=0.1):
     with v_i/v_bar; the sandbox measures).
     """
     return np.sqrt(2 * eta * lam * beta0 / (2 - beta0))
+
+
+def equilibrium_relaxation(eta, A, x, k, M=1.0, kappa=0.0) -> dict:
+    r"""Equilibrium y* = r*^{2(k+1)} and relaxation time τ with the projection lag κ.
+
+    dy/dt = (k+1) (M η² A²/(1 + κ Δ²) − 2 x y), Δ² (1 + κ Δ²) = η² A²/y, x = η λ_eff
+    (theory.homogeneity.norm_curve with A_eff² = A²/(1 + κΔ²), projection_lag_coefficient).
+    y* is the root, τ = −1/(dF/dy)(y*). For κ = 0: y* = M η² A²/(2x) and τ = 1/(2(k+1)x)
+    (theory.equilibrium). For κ > 0 the growth term rises with y (a larger radius means a
+    smaller Δ and less of the buffer projected away), which SLOWS the relaxation: AdamP at
+    β1 = 0.9, x = 2e-3 (κΔ*² = 0.32) relaxes in τ ≈ 1.3/(2x), not 1/(2x). Status: derived here.
+    """
+    def growth(y):
+        q = (eta * A) ** 2 / y
+        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
+        return M * (eta * A) ** 2 / (1 + kappa * d2)
+
+    def F(y):
+        return (k + 1) * (growth(y) - 2 * x * y)
+
+    y0 = M * (eta * A) ** 2 / (2 * x)
+    y_star = brentq(F, y0 * 1e-6, y0 * 2, xtol=1e-14 * y0, rtol=1e-13)
+    h = 1e-6 * y_star
+    slope = (F(y_star + h) - F(y_star - h)) / (2 * h)
+    return {"y_star": float(y_star), "norm": float(y_star ** (1 / (2 * (k + 1)))),
+            "tau": float(-1.0 / slope)}

@@ -1,4 +1,4 @@
-"""Flat-minima selection: escape times (spec section 5), Kramers / diffusion theory.
+"""Flat-minima selection: escape times (catalogue §5, docs/theory.md), Kramers / diffusion theory.
 
 Model: near a minimum the gradient noise has covariance C ~ H/B (B batch size). A rule with
 preconditioner P (fixed by v ~ E[g^2] ~ H/B at the minimum) and momentum DC gain H1 (heavy

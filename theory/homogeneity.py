@@ -1,4 +1,4 @@
-"""Rule traits and the effective (angular) step without weight decay (spec section 2).
+"""Rule traits and the effective (angular) step without weight decay (catalogue §2, docs/theory.md).
 
 Everything here is generic in :class:`RuleTraits`, so a new rule gets predictions by
 declaring its traits, without new code.
@@ -189,7 +189,7 @@ def angular_step_curve(t, r0, eta, A, traits: RuleTraits, lam_eff=0.0):
 def rootfree_norm(t, r0, eta, A, lam=0.0, M=1.0):
     """Root-free norm without damping: r_t = r_0 ((1 - eta lam)^2 + M eta^2 A^2)^{t/2}.
 
-    With lam = 0 and M = 1 this is the spec's r_0 (1 + eta^2 A^2)^{t/2}.
+    With lam = 0 and M = 1 this is the catalogue's r_0 (1 + eta^2 A^2)^{t/2}.
     Derivation: ||u|| = A r (k = -1): the step is a fixed fraction eta A of the radius and
     (nearly) tangential, so r'^2 = (1 - eta lam)^2 r^2 + M eta^2 A^2 r^2; M from momentum
     cross terms (EMA/heavy ball, unprojected; rfadamw beta1 = .9 gives M = 19, correct to
@@ -226,3 +226,67 @@ def rootfree_crossover_radius(G, d, lam):
     Status: derived.
     """
     return np.asarray(G, dtype=float) / np.sqrt(d * lam)
+
+
+# --- mean field: Adai's momentum factor, the projection lag (derived here) ---------------
+def adai_momentum_factor(beta0, ratio_var=0.0):
+    r"""M of Adai's per-element EMA for the §2 asymptote Δ_t → 1/sqrt(2 M t) (k = 1).
+
+    Adai's β1,i = 1 − β0 x_i with x_i = v̂_i/v̄; the mean of x over the elements is exactly 1
+    (v̄ IS the mean of v̂), so the mean inertia is 1 − β0 whatever the spread (when no clipping).
+    For an EMA m_i = β_i m_i + (1−β_i) g_i the DC gain is 1 for every β_i, so each element still
+    pushes the radius as plain SGD does (growth of r² = η² E‖g‖² per step), while the step size
+    is E‖u‖² = η² Σ_i E[g_i²] (1−β_i)/(1+β_i). Hence, for isotropic noise,
+
+        1/M = mean_i (1−β_i)/(1+β_i) = mean_i β0 x_i/(2 − β0 x_i)
+            ≈ β0/(2−β0) + ½ f''(1) Var(x),   f''(1) = 4 β0²/(2 − β0)³,
+
+    M = (2−β0)/β0 = 19 at the default β0 = 0.1 (same as EMA momentum 0.9). ``ratio_var``:
+    Var(v̂_i/v̄) — about 2(1−β2)/(1+β2) ≈ 0.01 on the noise toy, a 0.06% correction.
+    Status: derived here (mean field; per-element β1 slowly varying and uncorrelated with the
+    current gradient). Regime: Δ ≪ β0, no clipping (β0 x_i < 1).
+    """
+    inv = beta0 / (2.0 - beta0) + 0.5 * 4 * beta0 ** 2 / (2.0 - beta0) ** 3 * ratio_var
+    return 1.0 / inv
+
+
+def projection_lag_coefficient(beta, projected, project_buffer):
+    """κ in A_eff² = A²/(1 + κ Δ²): what a projection removes from a lagging momentum buffer.
+
+    The buffer p lags the rotating weight; its radial part relative to w_t is about
+    −(β/(1−β)) Δ ‖p‖ (theory.toy.toy_update_size_sq). Projecting only the applied update
+    (AdamP, Adai+P, timm SGDP) removes it every step: κ = β²/(1−β)² (81 at β = 0.9). Projecting
+    the stored buffer in place (official SGDP) removes only the one-step part β²Δ²‖p‖² per step:
+    κ = β²/(1−β²) (4.3 at β = 0.9). Unprojected rules: 0. Status: derived (theory.toy).
+    """
+    if not projected or not beta:
+        return 0.0
+    return beta ** 2 / (1 - beta ** 2) if project_buffer else beta ** 2 / (1 - beta) ** 2
+
+
+def angular_step_mean_field(steps, r0, eta, A, k, M, kappa=0.0):
+    r"""Mean-field Δ_t and r_t (rms) for k > −1 without decay, including the projection lag.
+
+    Recursion over steps t = 0..steps−1 for y = r^{2(k+1)} (theory.homogeneity.norm_curve's
+    dy/dt = (k+1) M η² A², with the applied update reduced by the projection of a lagging
+    buffer, A_eff² = A²/(1 + κ Δ²)):
+
+        Δ_t² (1 + κ Δ_t²) = η² A²/y_t,     y_{t+1} = y_t + (k+1) M η² A²/(1 + κ Δ_t²).
+
+    For κ = 0 this is Δ_t = 1/sqrt((k+1)M(t + t0)), t0 = y_0/((k+1)Mη²A²). For κ > 0 the
+    approach to the same asymptote is slow: Δ_t^{-2} ≈ (k+1)(t − κ ln t + const) (M = 1), so at
+    finite t the slope of Δ^{-2} is (k+1)(1 − κ/t) — e.g. AdamP (κ = 81) is 10% below its
+    asymptotic constant around t = 800. This is the regime condition Δ ≪ 1 − β of §2 made
+    quantitative. Returns (Δ_t, r_t) as arrays of length ``steps``. Status: derived here.
+    """
+    y = np.empty(steps)
+    dl = np.empty(steps)
+    y[0] = float(r0) ** (2 * (k + 1))
+    e2 = (eta * A) ** 2
+    for t in range(steps):
+        q = e2 / y[t]
+        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
+        dl[t] = np.arctan(np.sqrt(d2))
+        if t + 1 < steps:
+            y[t + 1] = y[t] + (k + 1) * M * e2 / (1 + kappa * d2)
+    return dl, y ** (1 / (2 * (k + 1)))

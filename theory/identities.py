@@ -1,4 +1,4 @@
-"""Exact identities on scale-invariant weights (spec section 1): hold to float64 round-off.
+"""Exact identities on scale-invariant weights (catalogue §1, docs/theory.md): hold to float64 round-off.
 
 Arrays: a leading replica axis (or any leading axes) is allowed everywhere; time is the last
 axis. r_sq sequences have length T + 1 (r_0^2 ... r_T^2) for T measured inputs.
@@ -25,7 +25,7 @@ def gd_norm_sq_next(r_sq, eta, grad_norm_sq, decay=0.0):
     """One GD step on a scale-invariant weight: r_{t+1}^2 = (1 - eta decay)^2 r_t^2 + eta^2 ||g_t||^2.
 
     Derivation: ||w - eta g||^2 = r^2 - 2 eta <w, g> + eta^2 ||g||^2 with <w, g> = 0; decoupled
-    decay (or L2 without momentum) only rescales w. decay = 0 is the spec's identity.
+    decay (or L2 without momentum) only rescales w. decay = 0 is the catalogue's identity.
     Status: published (AdamP). Regime: exact, any tangential g (true, stochastic or noise).
     """
     a = 1.0 - eta * decay
@@ -78,7 +78,7 @@ def _first_order(y0, pole, gain, x, include_last=False):
 def projected_norm_sq(r0_sq, eta, q_norms_sq, decay=0.0):
     """Whole sequence r_t^2 for a projected update q_t = P_perp(w_t) p_t (SGDP/AdamP stage).
 
-    Statement: r_{t+1}^2 = (1 - eta decay)^2 r_t^2 + eta^2 ||q_t||^2 (decay = 0: the spec's
+    Statement: r_{t+1}^2 = (1 - eta decay)^2 r_t^2 + eta^2 ||q_t||^2 (decay = 0: the catalogue's
     r_{t+1}^2 = r_t^2 + eta^2 ||q_t||^2), whatever produced p_t (momentum, Adam's
     preconditioner, Nesterov). Derivation: q_t is orthogonal to w_t by construction.
     Decoupled decay is applied to w_t before the step (AdamP/SGDP order), which only
@@ -129,8 +129,8 @@ def exp_lr_schedule(eta, lam, steps, momentum=0.0, root="larger"):
     the buffer map above turns A's recursion into B's iff
     lam = (1 - alpha)(alpha - gamma)/(alpha eta), i.e. alpha^2 - (1+gamma-eta lam) alpha
     + gamma = 0, and the position update into B's with eta_t = eta alpha^{-2t-1}.
-    gamma = 0: alpha = 1 - eta lam, the buffer is irrelevant and the spec's statement is
-    exact as written. gamma > 0: the spec's (and the paper's informal Theorem 1.1) wording
+    gamma = 0: alpha = 1 - eta lam, the buffer is irrelevant and the catalogue's statement is
+    exact as written. gamma > 0: the catalogue's (and the paper's informal Theorem 1.1) wording
     omits the initial-buffer condition. Starting both runs from zero buffers (torch default)
     is NOT equivalent: B then needs the radial initial buffer -(1-alpha)/(alpha eta) w_0;
     without it the directions differ at O(1) (0.62 after 300 steps in our check).
@@ -153,3 +153,37 @@ def exp_lr_state_map(w, buf, t, eta, lam, momentum=0.0, root="larger"):
     buf = np.asarray(buf, dtype=float)
     kappa = (1.0 - a) / (a * eta)
     return a ** (-t) * w, a ** t * (buf - kappa * w)
+
+
+def exp_lr_decoupled(eta, lam_eff, steps, momentum=0.0):
+    """Equivalent no-decay run of heavy ball with DECOUPLED decay on a scale-invariant loss.
+
+    Statement. Run A (decoupled decay, heavy ball, optional projection of the direction):
+        b_t = gamma b_{t-1} + g_t (b_{-1} = 0),  q_t = P_t(b_t),  w_{t+1} = a w_t - eta q_t,
+    with a = 1 - eta lam_eff (e.g. SGDP: lam_eff = lam wd_ratio/(1 - gamma) where the projection
+    fires), and P_t either the identity or the radial projection at w_t (written back into b_t
+    or not). Run B has no decay, momentum gamma' = gamma a, zero initial buffer and the
+    per-step learning rate eta_t = eta a^{-2t-1}. On any sequence of scale-invariant losses
+    (same minibatches / noise), x_t = a^{-t} w_t and b~_t = a^t b_t for all t: the directions
+    coincide exactly.
+    Derivation: induction with w_t = a^t x_t. Scale invariance gives g_t = grad L_t(a^t x_t)
+    = a^{-t} g~_t; then b_t = gamma b_{t-1} + g_t = a^{-t}(gamma a b~_{t-1} + g~_t) = a^{-t} b~_t;
+    the projection is homogeneous of degree 0 in w and 1 in b, so q_t = a^{-t} q~_t (and a
+    write-back into the buffer maps the same way); finally
+    w_{t+1} = a^{t+1} x_t - eta a^{-t} q~_t = a^{t+1}(x_t - eta a^{-2t-1} q~_t).
+    Unlike the coupled case (Li & Arora, ICLR 2020: alpha from x^2 - (1 + gamma - eta lam) x +
+    gamma = 0, momentum unchanged, radial initial buffer), decoupled decay needs no initial
+    buffer but changes the momentum coefficient to gamma a; with gamma = 0 both reduce to
+    eta_t = eta (1 - eta lam)^{-2t-1}.
+    Assumptions: exact scale invariance of every loss L_t; the projection's eps = 0 (its
+    w/(||w|| + eps) is otherwise not exactly scale-equivariant). Status: derived here (a
+    variant of Li & Arora's theorem). Regime: exact (float64 round-off).
+    Returns a dict: 'a', 'schedule' (eta_t, t = 0..steps-1), 'momentum' (gamma a),
+    'norm_ratio' (||x_t||/||w_t|| = a^{-t}, t = 0..steps).
+    """
+    a = 1.0 - float(eta) * float(lam_eff)
+    if not 0.0 < a <= 1.0:
+        raise ValueError(f"need 0 < 1 - eta*lam_eff <= 1; got eta={eta}, lam_eff={lam_eff}")
+    t = np.arange(int(steps), dtype=float)
+    return {"a": a, "schedule": eta * a ** (-2.0 * t - 1.0), "momentum": float(momentum) * a,
+            "norm_ratio": a ** (-np.arange(int(steps) + 1, dtype=float))}

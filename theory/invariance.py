@@ -1,4 +1,4 @@
-"""Invariances (spec section 6): predicted maps between runs, and root-free's Newton limit."""
+"""Invariances (catalogue §6, docs/theory.md): predicted maps between runs, and root-free's Newton limit."""
 from __future__ import annotations
 
 import numpy as np

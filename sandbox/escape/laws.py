@@ -33,7 +33,9 @@ intercept, weighted R², χ², AIC = χ² + 2p. The α = 0 law is the constant m
 constant model). The data follow the law with the smallest ``AIC = χ² + 2p`` (a likelihood
 comparison: the two power laws have p = 2, the constant p = 1). The laws are *separated* when
 every other law's χ² exceeds the chosen one's by more than ``3.84·max(1, χ²_min/dof)`` (the 95%
-criterion below; ``dchi2[law]`` columns). The verdict compares the chosen law with the prediction.
+criterion below; ``dchi2[law]`` columns); the laws within that margin are *kept*. The verdict
+(:func:`sandbox.verify.base.verdict` on :func:`law_measurement`) is PASS only when the predicted
+law is the one kept, FAIL only when it is rejected, INCONCLUSIVE otherwise.
 
 As a measurement beside the decision, the exponent is also profiled continuously over
 α ∈ [−1, 2] with the same model and bound: ``α̂ = argmin χ²(α)`` with the 95% profile-likelihood
@@ -185,7 +187,8 @@ def fit_exponent(var: str, values, y, n, level: float = 0.95) -> dict:
     values, y, n = (np.asarray(a, dtype=float) for a in (values, y, n))
     if values.size < 3:
         return {"alpha_hat": np.nan, "alpha_lo": np.nan, "alpha_hi": np.nan, "law": "undetermined",
-                "separated": False, "chi2_min": np.nan, "dof": values.size - 3, "slope": np.nan,
+                "separated": False, "laws_kept": "", "law_lo": np.nan, "law_hi": np.nan,
+                "chi2_min": np.nan, "dof": values.size - 3, "slope": np.nan,
                 "intercept": np.nan}
     prof = exponent_profile(var, values, y, n)
     chi2 = prof["chi2"].to_numpy()
@@ -207,22 +210,44 @@ def fit_exponent(var: str, values, y, n, level: float = 0.95) -> dict:
     delta = {name: float(chi2[np.argmin(np.abs(alphas - a))] - chi2_min) for name, a in laws.items()}
     aic = {name: delta[name] + (2.0 if a == 0 else 4.0) for name, a in laws.items()}
     law = min(aic, key=aic.get)
-    separated = all(delta[name] - delta[law] > cut for name in laws if name != law)
+    kept = [name for name in laws if delta[name] - delta[law] <= cut]  # the law itself included
+    separated = kept == [law]
     return {"alpha_hat": a_hat, "alpha_lo": float(alphas[j]), "alpha_hi": float(alphas[m]),
-            "law": law, "separated": separated, "chi2_min": chi2_min, "dof": dof,
+            "law": law, "separated": separated, "laws_kept": ",".join(kept),
+            "law_lo": min(laws[n] for n in kept), "law_hi": max(laws[n] for n in kept),
+            "chi2_min": chi2_min, "dof": dof,
             "chi2_scale": scale, "slope": float(prof.loc[i, "slope"]),
             "intercept": float(prof.loc[i, "intercept"]),
             **{f"dchi2[{name}]": d for name, d in delta.items()}}
 
 
+def law_measurement(decision) -> tuple[float, tuple[float, float]]:
+    """A decision as a measurement for :func:`sandbox.verify.base.verdict`: the exponent of the
+    law the data follow, and as its interval the range of exponents of every candidate law the
+    data do not reject (``laws_kept``). A separated decision has a zero-width interval; one that
+    cannot tell the predicted law from another spans both, so its verdict is INCONCLUSIVE."""
+    get = decision.get if isinstance(decision, dict) else lambda k, d=None: getattr(decision, k, d)
+    law = get("law")
+    alpha = LAWS[get("variable")].get(law, float("nan"))  # NaN: fewer than 3 fitted points
+    return float(alpha), (float(get("law_lo")), float(get("law_hi")))
+
+
+TOLERANCE = 0.25  # half the spacing between candidate exponents: "the data follow the prediction"
+
+
 def decide_laws(rates: pd.DataFrame, predictions: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per sweep (rule, problem, variable, at): the law the data follow, whether every
-    other candidate law is rejected (``separated``), the continuous exponent α̂ [95% interval],
-    the χ² differences ``dchi2[law]``, and — when ``predictions``
-    (columns rule, variable, alpha_pred, law_pred, status, citation, slope_pred; see
-    :func:`sandbox.escape.arms.predicted_laws`) is given — the predicted law and a verdict: PASS
-    when the decided law is the predicted one, FAIL otherwise (also when undetermined), REPORTED
-    for claims whose status is 'open'."""
+    other candidate law is rejected (``separated``; ``laws_kept`` lists the laws not rejected),
+    the continuous exponent α̂ [95% interval], the χ² differences ``dchi2[law]``, and — when
+    ``predictions`` (columns rule, variable, alpha_pred, law_pred, status, citation, slope_pred;
+    see :func:`sandbox.escape.arms.predicted_laws`) is given — the predicted law and the verdict
+    of :func:`sandbox.verify.base.verdict` (the rule of every table) on
+    :func:`law_measurement`: PASS when the data follow the predicted law and reject the others,
+    FAIL when they follow another law and reject the predicted one, INCONCLUSIVE when the
+    predicted law and another are both kept (or fewer than 3 points were fitted), REPORTED for
+    claims whose status is 'open'."""
+    from sandbox.verify.base import verdict
+
     rows = []
     for var, (labels, d) in ((v, g) for v in LAWS for g in _groups(rates, v)):
         values, y, n = _points(d, var)
@@ -233,6 +258,13 @@ def decide_laws(rates: pd.DataFrame, predictions: pd.DataFrame | None = None) ->
     if predictions is None or out.empty:
         return out
     out = out.merge(predictions, on=["rule", "variable"], how="left")
-    same = out["law"] == out["law_pred"]
-    out["verdict"] = np.where(out["status"] == "open", "REPORTED", np.where(same, "PASS", "FAIL"))
+    verdicts = []
+    for r in out.to_dict("records"):
+        alpha, (lo, hi) = law_measurement(r)
+        if np.isnan(alpha):
+            verdicts.append("REPORTED" if r["status"] == "open" else "INCONCLUSIVE")
+            continue
+        verdicts.append(verdict(LAWS[r["variable"]][r["law_pred"]], alpha, TOLERANCE, r["status"],
+                                "exponent", lo, hi)[1])
+    out["verdict"] = verdicts
     return out

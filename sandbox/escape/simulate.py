@@ -54,8 +54,9 @@ def simulate_cell(rule: str, problem: EscapeProblem, lr: float, max_steps: int, 
     NaN where never sampled or for other rules)."""
     arm = get_arm(rule)
     batch = problem.batch_size
-    if not bool((batch == batch[0]).all()):
-        raise ValueError("one cell holds one batch size (the optimizer's batch_size is per group)")
+    if arm.takes_batch_size and not bool((batch == batch[0]).all()):
+        raise ValueError(f"{rule}: one cell holds one batch size (its batch_size hyperparameter "
+                         f"is per param group)")
     theta = problem.initial_theta()
     opt = sandbox.create(arm.rule, [{"params": [theta], "replica_dims": 1}], lr=lr,
                          nonfinite="ignore", **arm.hyperparameters(float(batch[0])))
@@ -100,10 +101,13 @@ def _accumulate_inertia(acc: torch.Tensor, info: dict, inside: torch.Tensor) -> 
 
 
 def cell_id(rule: str, problem_name: str, B: float, lr_factor: float, ks, particles: int,
-            max_steps: int, seed: int, exponent_ref: float, burn_in: int, noise: str) -> str:
-    """The key of one cell's rows in the results table (every setting that changes them)."""
+            max_steps: int, seed: int, exponent_ref: float, burn_in: int, noise: str,
+            extra=()) -> str:
+    """The key of one cell's rows in the results table (every setting that changes them);
+    ``extra``: the (k, B) points the cell holds besides every k at ``B``."""
     ks = ",".join(f"{k:g}" for k in ks)
-    return (f"{rule}|{problem_name}|{noise}|B={B:g}|f={lr_factor:g}|k={ks}|P={particles}"
+    more = "".join(f";{k:g}@{b:g}" for k, b in extra)
+    return (f"{rule}|{problem_name}|{noise}|B={B:g}|f={lr_factor:g}|k={ks}{more}|P={particles}"
             f"|T={max_steps}|b={burn_in}|s={seed}|E={exponent_ref:g}")
 
 
@@ -129,8 +133,13 @@ def run_escape_grid(rules: Sequence[str], ks: Sequence[float], B=8, eta=1.0, par
                     exponent_ref: float = 4.0, burn_in: int | None = None,
                     out: str | Path | None = None, device: str = "cpu",
                     dtype: torch.dtype = torch.float32, threads: int | None = None,
-                    progress=None) -> pd.DataFrame:
+                    progress=None, extra_points=()) -> pd.DataFrame:
     """Escape rates for every rule × B × lr factor, each cell holding every k in ``ks``.
+
+    ``extra_points``: further (k, B) points run in the same cells as ``ks`` at the (single) ``B``
+    by the rules whose hyperparameters do not depend on B (every particle has its own noise
+    level; one optimizer step moves them all, so a B sweep costs no optimizer steps of its own);
+    rules with a ``batch_size`` hyperparameter (root-free Adam) run them in cells of their own B.
 
     ``eta``: multiplier(s) on each rule's calibrated lr (:meth:`Arm.calibrated_lr`: the lr at
     which the predicted exponent ΔL/T is ``exponent_ref`` at ``(k_ref, B_ref)``). ``B``: batch
@@ -145,15 +154,26 @@ def run_escape_grid(rules: Sequence[str], ks: Sequence[float], B=8, eta=1.0, par
     """
     burn_in = max_steps // 5 if burn_in is None else int(burn_in)
     ks, Bs, fs = _as_list(ks), _as_list(B), _as_list(eta)
+    extra = [(float(k), float(b)) for k, b in extra_points]
+    if extra and len(Bs) != 1:
+        raise ValueError("extra_points need a single B for the k sweep")
     for r in rules:
         get_arm(r)
     out = Path(out) if out is not None else None
     table = out / RATES_FILE if out is not None else None
     have = pd.read_csv(table) if table is not None and table.exists() else pd.DataFrame()
     done_ids = set(have["cell_id"]) if "cell_id" in have else set()
-    cells = [(r, b, f) for r in rules for b in Bs for f in fs]
-    ids = {c: cell_id(c[0], problem, c[1], c[2], ks, particles, max_steps, seed, exponent_ref,
-                      burn_in, noise) for c in cells}
+    cells = []  # (rule, B of the cell's k sweep, lr factor, ks, extra points)
+    for r in rules:
+        own = get_arm(r).takes_batch_size
+        for b in Bs:
+            for f in fs:
+                cells.append((r, b, f, tuple(ks), () if own else tuple(extra)))
+                if own:  # its batch_size is a hyperparameter: a cell per B
+                    for b2 in dict.fromkeys(x for _, x in extra):
+                        cells.append((r, b2, f, tuple(k for k, x in extra if x == b2), ()))
+    ids = {c: cell_id(c[0], problem, c[1], c[2], c[3], particles, max_steps, seed, exponent_ref,
+                      burn_in, noise, c[4]) for c in cells}
     todo = [c for c in cells if ids[c] not in done_ids]
     if progress is True:
         from tqdm.auto import tqdm as progress
@@ -161,21 +181,26 @@ def run_escape_grid(rules: Sequence[str], ks: Sequence[float], B=8, eta=1.0, par
         if progress and todo else None
     rows = [have[have["cell_id"].isin(ids.values())]] if len(have) else []
     with _threads(threads):
-        for rule, b, f in todo:
-            rows.append(_run_cell(rule, b, f, ks, particles, max_steps, seed, problem, spectators,
+        for c in todo:
+            rule, b, f, cks, cextra = c
+            rows.append(_run_cell(rule, b, f, cks, particles, max_steps, seed, problem, spectators,
                                   noise, barrier, h0, k_ref, B_ref, exponent_ref, burn_in, device,
-                                  dtype, ids[(rule, b, f)], out, bar))
+                                  dtype, ids[c], out, bar, cextra))
     if bar is not None:
         bar.close()
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
 def _run_cell(rule, B, f, ks, particles, max_steps, seed, problem_name, spectators, noise, barrier,
-              h0, k_ref, B_ref, exponent_ref, burn_in, device, dtype, cid, out, bar) -> pd.DataFrame:
+              h0, k_ref, B_ref, exponent_ref, burn_in, device, dtype, cid, out, bar,
+              extra=()) -> pd.DataFrame:
     arm = get_arm(rule)
     lr = f * arm.calibrated_lr(exponent_ref, k_ref * h0, B_ref, barrier)
-    prob = EscapeProblem.grid(ks, particles, batch_size=B, barrier=barrier, h0=h0,
-                              spectators=spectators, noise=noise, dtype=dtype, device=device)
+    points = [(float(k), float(B)) for k in ks] + [(float(k), float(b)) for k, b in extra]
+    k_all = torch.tensor([k for k, _ in points], dtype=torch.float64).repeat_interleave(particles)
+    b_all = torch.tensor([b for _, b in points], dtype=torch.float64).repeat_interleave(particles)
+    prob = EscapeProblem(k_all, b_all, barrier=barrier, h0=h0, spectators=spectators, noise=noise,
+                         dtype=dtype, device=device)
     # the local noise multiplies the exponent by a shape factor R (theory.escape_laws)
     R = quartic_local_noise_factor(prob.floor) if noise == "local" else 1.0
     cell_seed = zlib.crc32(cid.encode()) ^ int(seed)
@@ -183,7 +208,7 @@ def _run_cell(rule, B, f, ks, particles, max_steps, seed, problem_name, spectato
     first, diag = simulate_cell(rule, prob, lr, max_steps, cell_seed, progress=bar)
     seconds = time.perf_counter() - start
     rows = []
-    for i, k in enumerate(ks):
+    for i, (k, B) in enumerate(points):
         part = slice(i * particles, (i + 1) * particles)
         H_a = k * h0
         rows.append({
@@ -196,14 +221,15 @@ def _run_cell(rule, B, f, ks, particles, max_steps, seed, problem_name, spectato
             "predicted_exponent": R * float(arm.exponent(H_a, B, lr, barrier)),
             "predicted_neg_log_rate": float(arm.predicted_neg_log_rate(H_a, B, lr, barrier))
             + (R - 1.0) * float(arm.exponent(H_a, B, lr, barrier)),
-            "seconds": seconds / len(ks), "device": str(device), "cell_id": cid,
+            "seconds": seconds / len(points), "device": str(device), "cell_id": cid,
         })
     df = pd.DataFrame(rows)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / PASSAGE_DIR).mkdir(exist_ok=True)
         name = f"{zlib.crc32(cid.encode()):08x}.csv.gz"
-        pd.DataFrame({"cell_id": cid, "k": np.repeat(ks, particles), "first_passage": first}) \
+        pd.DataFrame({"cell_id": cid, "k": np.repeat([k for k, _ in points], particles),
+                      "B": np.repeat([b for _, b in points], particles), "first_passage": first}) \
             .to_csv(out / PASSAGE_DIR / name, index=False)
         table = out / RATES_FILE
         df.to_csv(table, mode="a", header=not table.exists(), index=False)

@@ -1,6 +1,6 @@
 """The noise-driven scale-invariant toy through a registered optimizer: norms and angular steps.
 
-Setting (spec theory.md, notation): ``replicas`` independent weights w ∈ R^d, stored as ONE
+Setting (docs/theory.md, notation): ``replicas`` independent weights w ∈ R^d, stored as ONE
 ``(replicas, 1, d)`` tensor with ``replica_dims=1`` and stepped by ``sandbox.create(rule, ...)``;
 each step every replica gets g = Π⊥(ξ)/‖w‖, ξ ~ N(0, σ²I) (:class:`sandbox.toys.NoiseDrivenToy`).
 The item shape (1, d) — one output channel of length d — is what lets AdamP's projection act
@@ -26,7 +26,7 @@ import torch
 from scipy import stats
 
 import sandbox
-from sandbox.measure import Recorder, log_schedule
+from sandbox.measure import Recorder, log_schedule, step_geometry
 from sandbox.toys import NoiseDrivenToy
 
 Probe = Callable[[torch.optim.Optimizer, torch.Tensor], torch.Tensor]
@@ -50,7 +50,7 @@ def run_noise_toy(rule: str, steps: int, replicas: int = 256, d: int = 64, *, r0
                   sigma: float = 1.0, seed: int = 0, dtype: torch.dtype = torch.float32,
                   device: str = "cpu", schedule=None, probes: Mapping[str, Probe] | None = None,
                   progress=None, label: str | None = None, impl: str = "reference",
-                  threads: int | None = 1, **hp) -> pd.DataFrame:
+                  threads: int | None = 1, groups: int = 0, **hp) -> pd.DataFrame:
     """Run ``rule`` (a registered name, hyperparameters ``hp``) on the noise-driven toy.
 
     Returns a tidy table with columns ``step, quantity, mean, std, q05, q95, n, rms, rule,
@@ -62,6 +62,10 @@ def run_noise_toy(rule: str, steps: int, replicas: int = 256, d: int = 64, *, r0
     tensors on CPU). ``threads``: torch intra-op threads during the run (restored after; None
     leaves them): a (replicas, 1, d) tensor is far too small to split, and on a busy 2-core
     machine two threads made every step 10–20× slower (spin-waiting), so the default is 1.
+    ``groups`` = G > 0 also summarises G contiguous groups of replicas: a column ``group`` is −1
+    on the rows over all replicas and g on group g's rows (:func:`whole_run` and
+    :func:`leave_one_group_out` read them; :func:`sandbox.verify.intervals.jackknife` turns them
+    into intervals).
 
     >>> df = run_noise_toy("sgd", 200, replicas=64, d=16, lr=0.05)     # doctest: +SKIP
     >>> df[df.quantity == "delta"].plot(x="step", y="rms", logx=True, logy=True)  # doctest: +SKIP
@@ -71,17 +75,22 @@ def run_noise_toy(rule: str, steps: int, replicas: int = 256, d: int = 64, *, r0
         torch.set_num_threads(threads)
     try:
         return _run(rule, steps, replicas, d, r0, sigma, seed, dtype, device, schedule, probes,
-                    progress, label, impl, hp)
+                    progress, label, impl, hp, groups)
     finally:
         torch.set_num_threads(saved)
 
 
 def _run(rule, steps, replicas, d, r0, sigma, seed, dtype, device, schedule, probes, progress,
-         label, impl, hp) -> pd.DataFrame:
+         label, impl, hp, groups=0) -> pd.DataFrame:
     toy = noise_toy(d, replicas, r0=r0, sigma=sigma, seed=seed, dtype=dtype, device=device)
     opt = sandbox.create(rule, toy.param_groups(), nonfinite="ignore", impl=impl, **hp)
     schedule = log_schedule(steps) if schedule is None else np.asarray(schedule)
+    if groups and not 2 <= groups <= replicas:
+        raise ValueError(f"groups={groups}: need 2 <= groups <= replicas ({replicas})")
     rec = Recorder(schedule)
+    parts = [slice(int(a[0]), int(a[-1]) + 1) for a in np.array_split(np.arange(replicas), groups)] \
+        if groups else []
+    grouped = []  # (step, quantity names, (quantities, groups) sums of x and x², group sizes)
     extra = []
     bar = progress(total=steps, desc=label or rule, leave=False) if progress else None
     for t in range(steps):
@@ -90,8 +99,15 @@ def _run(rule, steps, replicas, d, r0, sigma, seed, dtype, device, schedule, pro
             before = toy.w.detach().clone()
             opt.step()
             rec.record(t, before, toy.w)
+            values = {}
+            if parts:
+                flat = lambda x: x.reshape(-1, x.shape[-1])  # noqa: E731
+                values = step_geometry(flat(before), flat(toy.w))
             for name, probe in (probes or {}).items():
-                extra.append(_summary(t, name, probe(opt, toy.w)))
+                values[name] = probe(opt, toy.w)
+                extra.append(_summary(t, name, values[name]))
+            if parts:
+                grouped.append((t, list(values), _group_sums(values, parts)))
         else:
             opt.step()
         if bar is not None and (t + 1) % 100 == 0:
@@ -99,7 +115,7 @@ def _run(rule, steps, replicas, d, r0, sigma, seed, dtype, device, schedule, pro
     if bar is not None:
         bar.update(steps % 100)
         bar.close()
-    frames = [f for f in [rec.frame()] + extra if not f.empty]
+    frames = [f for f in [rec.frame()] + extra + [_group_frame(grouped)] if not f.empty]
     if not frames:
         return pd.DataFrame(columns=["step", "quantity", "mean", "std", "q05", "q95", "n", "rms",
                                      "rule", "label"])
@@ -107,7 +123,67 @@ def _run(rule, steps, replicas, d, r0, sigma, seed, dtype, device, schedule, pro
     df["rms"] = np.sqrt(df["mean"] ** 2 + df["std"] ** 2 * (df["n"] - 1) / df["n"])
     df["rule"] = rule
     df["label"] = label or rule
+    if groups:
+        df["group"] = df["group"].fillna(-1).astype(int)
     return df
+
+
+def whole_run(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows over all replicas of a :func:`run_noise_toy` table (all rows when it has no
+    groups)."""
+    return df[df["group"] < 0] if "group" in df.columns else df
+
+
+def leave_one_group_out(df: pd.DataFrame) -> list[pd.DataFrame]:
+    """For a table run with ``groups`` = G: G tables in the format of :func:`whole_run`, the g-th
+    summarising every replica except group g's (mean, std, rms and n pooled exactly from the
+    groups' summaries; the quantiles are NaN). [] when the run has no groups."""
+    if "group" not in df.columns:
+        return []
+    g = df[df["group"] >= 0].copy()
+    n = g["n"].astype(float)
+    g["_s1"] = n * g["mean"]
+    g["_s2"] = n * (g["mean"] ** 2 + g["std"] ** 2 * (n - 1) / n)
+    keys = ["step", "quantity"]
+    total = g.groupby(keys)[["n", "_s1", "_s2"]].sum()
+    out = []
+    for grp in sorted(g["group"].unique()):
+        own = g[g["group"] == grp].set_index(keys)[["n", "_s1", "_s2"]]
+        rest = total.sub(own, fill_value=0.0)
+        m = rest["_s1"] / rest["n"]
+        ms = rest["_s2"] / rest["n"]
+        var = (ms - m ** 2).clip(lower=0.0) * rest["n"] / (rest["n"] - 1)
+        frame = pd.DataFrame({"mean": m, "std": np.sqrt(var), "q05": np.nan, "q95": np.nan,
+                              "n": rest["n"].astype(int), "rms": np.sqrt(ms)}).reset_index()
+        labels = df[["rule", "label"]].iloc[0]
+        out.append(frame.assign(rule=labels["rule"], label=labels["label"], group=-1))
+    return out
+
+
+def _group_sums(values: dict, parts: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Σx and Σx² per (quantity, replica group), and the group sizes (one host transfer)."""
+    stacked = torch.stack([v.detach().reshape(-1).double() for v in values.values()])
+    s1 = torch.stack([stacked[:, p].sum(1) for p in parts], dim=1)
+    s2 = torch.stack([(stacked[:, p] ** 2).sum(1) for p in parts], dim=1)
+    n = np.array([p.stop - p.start for p in parts], dtype=float)
+    both = torch.stack([s1, s2]).cpu().numpy()
+    return both[0], both[1], n
+
+
+def _group_frame(grouped: list) -> pd.DataFrame:
+    """The per-group summary rows (mean, std, n; no quantiles) of the recorded steps."""
+    if not grouped:
+        return pd.DataFrame()
+    frames = []
+    for t, names, (s1, s2, n) in grouped:
+        mean = s1 / n
+        var = np.clip(s2 / n - mean ** 2, 0.0, None) * n / np.maximum(n - 1, 1)
+        q, g = np.meshgrid(np.arange(len(names)), np.arange(len(n)), indexing="ij")
+        frames.append(pd.DataFrame({"step": t, "quantity": np.asarray(names)[q.ravel()],
+                                    "mean": mean.ravel(), "std": np.sqrt(var).ravel(),
+                                    "q05": np.nan, "q95": np.nan,
+                                    "n": n[g.ravel()].astype(int), "group": g.ravel()}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def _summary(step: int, quantity: str, v: torch.Tensor) -> pd.DataFrame:
@@ -120,7 +196,8 @@ def _summary(step: int, quantity: str, v: torch.Tensor) -> pd.DataFrame:
 
 def series(df: pd.DataFrame, quantity: str, column: str = "rms") -> tuple[np.ndarray, np.ndarray]:
     """(t, values) of one recorded quantity, with t = step + 1 (the number of steps taken)."""
-    s = df[df["quantity"] == quantity].sort_values("step")
+    s = whole_run(df)
+    s = s[s["quantity"] == quantity].sort_values("step")
     return s["step"].to_numpy() + 1.0, s[column].to_numpy()
 
 

@@ -1,5 +1,5 @@
 """Root-free rules (k = −1) on the noise-driven toy: their filter read off the stage chain, the
-predictions of theory.effective_step_extra for them, and the crossover measurement.
+predictions of theory.rootfree for them, and the crossover measurement.
 
 A root-free rule divides by the preconditioner P = B·v + λ (no square root). Read from its chain:
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 import sandbox
 import theory
-from theory.effective_step_extra import rootfree_delta_profile, rootfree_stationary
+from theory.rootfree import rootfree_delta_profile, rootfree_stationary
 
 from .effective_step import series
 
@@ -57,10 +57,10 @@ def raw_size_sq(name: str, d: int, sigma: float = 1.0, **hp) -> float:
 
 def predict_geometric(name: str, d: int, sigma: float = 1.0, **hp) -> dict:
     """Lag-corrected growth factor ρ of r² per step and angle Δ (damping neglected), with the
-    lag-free values of the spec / theory.homogeneity for comparison (``spec_*``).
+    lag-free values of the catalogue / theory.homogeneity for comparison (``spec_*``).
 
     Decay: decoupled weight decay (times wd_ratio when projected) enters as c = 1 − ηλ_eff;
-    a coupled L2 filtered by the heavy ball as theory.effective_step_extra's ``coupled_decay``
+    a coupled L2 filtered by the heavy ball as theory.rootfree's ``coupled_decay``
     (projected away by a projection: none).
     """
     f = rootfree_filter(name, **hp)
@@ -74,7 +74,7 @@ def predict_geometric(name: str, d: int, sigma: float = 1.0, **hp) -> dict:
     p = rootfree_stationary(eta, N2, f["beta"], f["beta2"], gain=f["gain"],
                             precondition_first=f["precondition_first"], c=c,
                             projected=f["projected"], coupled_decay=lam_c)
-    # Lag-free (spec) values: A² = γ² N² H2, growth (1 − ηλ)² + M η² A² (theory.homogeneity).
+    # Lag-free (catalogue) values: A² = γ² N² H2, growth (1 − ηλ)² + M η² A² (theory.homogeneity).
     from sandbox.optim.traits import rule_traits
 
     tr = rule_traits(name, **hp)
@@ -93,7 +93,7 @@ def crossover_radius(d: int, damping: float, batch_size: int = 1, sigma: float =
 
 
 def predict_profile(name: str, r, d: int, sigma: float = 1.0, **hp) -> np.ndarray:
-    """Quasi-static Δ(r) through the damping crossover (theory.effective_step_extra)."""
+    """Quasi-static Δ(r) through the damping crossover (theory.rootfree)."""
     f = rootfree_filter(name, **hp)
     N2 = raw_size_sq(name, d, sigma, **hp)
     unit = f["batch_size"] * (d - 1) * sigma ** 2 / d
@@ -145,7 +145,7 @@ def crossover_measurements(df: pd.DataFrame, name: str, d: int, t_transient: flo
 def steps_to_radius(name: str, r_end: float, d: int, r0: float = 1.0, sigma: float = 1.0,
                     **hp) -> float:
     """Predicted steps for the rms radius to grow from r0 to r_end (quasi-static, with damping):
-    ∫ d ln r² / ln ρ(r), ρ(r) from theory.effective_step_extra.rootfree_stationary."""
+    ∫ d ln r² / ln ρ(r), ρ(r) from theory.rootfree.rootfree_stationary."""
     f = rootfree_filter(name, **hp)
     N2 = raw_size_sq(name, d, sigma, **hp)
     unit = f["batch_size"] * (d - 1) * sigma ** 2 / d

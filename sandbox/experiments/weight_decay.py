@@ -1,4 +1,4 @@
-"""Weight-decay equilibria on the noise-driven toy (spec theory.md §3): settings, measurements.
+"""Weight-decay equilibria on the noise-driven toy (docs/theory.md §3): settings, measurements.
 
 With decay the norm settles where shrinking by the decay balances the growth by the noisy
 update; at equilibrium the rms angular step is Δ* = sqrt(2 η λ_eff / M) and
@@ -30,7 +30,7 @@ def isotropic_traits(name: str, **hp):
     """The rule's traits with Adai's adaptive inertia replaced by its isotropic value 1 − β0.
 
     theory.equilibrium flags Adai open and returns NaN; the isotropic traits give the
-    mean-field prediction derived in theory.effective_step_extra.adai_momentum_factor (the mean
+    mean-field prediction derived in theory.homogeneity.adai_momentum_factor (the mean
     of v̂_i/v̄ is exactly 1, so the mean inertia is 1 − β0).
     """
     tr = rule_traits(name, **hp)
@@ -46,7 +46,7 @@ def equilibrium_setting(name: str, *, d: int = 64, x: float = 2e-3, y_ratio: flo
 
     The default y* = y_0/2 approaches the equilibrium from above: the angular step grows from
     Δ*/2 to Δ*, so the large first steps of bias-corrected EMAs (Adam, Adai) and the projection
-    lag (κΔ², theory.effective_step_extra) stay small during the relaxation.
+    lag (κΔ², theory.homogeneity.projection_lag_coefficient) stay small during the relaxation.
 
     y* = M η² A²/(2x) (theory.equilibrium) gives η = sqrt(2 x y*/(M A²)) with A from
     theory.toy_update_size_sq at D = sqrt(2x/M), then λ = x/(η·λ_eff per unit λ).

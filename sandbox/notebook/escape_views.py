@@ -1,6 +1,6 @@
 r"""Notebook 04's figures, drawn from the saved tables of :mod:`sandbox.escape`.
 
-Theory (spec theory.md §5; :mod:`theory.escape`): the escape rate from a minimum of sharpness
+Theory (catalogue §5, docs/theory.md; :mod:`theory.escape`): the escape rate from a minimum of sharpness
 H_a = k·h0 over a barrier ΔL is Γ = ν·exp(−E) with the exponent E = ΔL/T (Kramers 1940; Xie,
 Sato & Sugiyama, ICLR 2021), whose dependence on the sharpness differs by rule:
 E ∝ 1/k (SGD, heavy ball, Adai), E ∝ 1/√k (Adam), E ∝ k⁰ (root-free, derived here; open).
@@ -37,26 +37,33 @@ def draw_rates(rates: pd.DataFrame, var: str = "k", problem: str = "double_well"
               if d[col].nunique() >= 2]
     if not sweeps:
         raise ValueError(f"no sweep in {var!r} on problem {problem!r} in this table")
+    from sandbox.plotting import predicted_kw
+
     if axes is None:
-        _, axes = plt.subplots(1, len(sweeps), figsize=(3.3 * len(sweeps), 3.3), squeeze=False,
-                               sharey=True)
-        axes = axes[0]
+        ncols = min(3, len(sweeps))
+        nrows = (len(sweeps) + ncols - 1) // ncols
+        fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 3.0 * nrows + 0.6),
+                                 squeeze=False, layout="constrained")
+        for ax in list(axes.flat)[len(sweeps):]:
+            ax.set_visible(False)
+        axes = list(axes.flat)
     colours = rule_colors(k[0] for k, _ in sweeps)
     for ax, (key, d) in zip(axes, sweeps):
         rule, c = key[0], colours[key[0]]
         x, y = tx(d[col].to_numpy(float)), d["neg_log_rate"].to_numpy(float)
         ok = (d["n_escaped"] >= MIN_EVENTS).to_numpy() & np.isfinite(y)
         err = [y[ok] - d["nlr_lo"].to_numpy(float)[ok], d["nlr_hi"].to_numpy(float)[ok] - y[ok]]
-        ax.errorbar(x[ok], y[ok], yerr=err, fmt="o", color=c, capsize=2, label="measured (95%)")
+        ax.errorbar(x[ok], y[ok], yerr=err, fmt="o", color=c, mfc="white", capsize=2, zorder=2,
+                    label="measured, 95% interval")
         if (~ok).any():
-            ax.plot(x[~ok], d["nlr_lo"].to_numpy(float)[~ok], "v", mfc="none", color=c,
+            ax.plot(x[~ok], d["nlr_lo"].to_numpy(float)[~ok], "v", mfc="none", color=c, zorder=2,
                     label=f"< {MIN_EVENTS} escapes (lower bound)")
-        ax.plot(x, d["predicted_neg_log_rate"], "-", color="k", lw=1.2, label="Kramers (theory)")
-        ax.set(xlabel=label, title=rule)
-        ax.legend(fontsize=7)
-    axes[0].set_ylabel("−log Γ  (Γ: escapes per particle per step)")
+        ax.plot(x, d["predicted_neg_log_rate"], **predicted_kw("k", lw=1.4),
+                label="predicted: Kramers")
+        ax.set(xlabel=label, title=rule, ylabel="−log Γ (per particle-step)")
     fig = axes[0].figure
-    fig.tight_layout()
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=3)
     return fig
 
 
@@ -67,7 +74,7 @@ def draw_exponents(decisions: pd.DataFrame, ax=None):
 
     use_style()
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.2 * len(decisions) + 2.5, 3.8))
+        _, ax = plt.subplots(figsize=(1.1 * len(decisions) + 3.0, 4.2), layout="constrained")
     d = decisions.reset_index(drop=True)
     names = [f"{r.rule}\n{r.problem}\n{r.variable}" for r in d.itertuples()]
     colours = rule_colors(d["rule"])
@@ -82,8 +89,28 @@ def draw_exponents(decisions: pd.DataFrame, ax=None):
         ax.axhline(a, ls=":", color="0.5", lw=1)
     ax.plot([], [], "o", color="0.3", label="fitted α̂ (95% profile interval)")
     ax.plot([], [], "D", mfc="none", color="k", label="predicted α")
-    ax.set_xticks(range(len(d)), names, fontsize=7)
+    ax.set_xticks(range(len(d)), names)
     ax.set(ylabel="exponent α of E ∝ k^−α (B^α, η^−α)",
            title="which law do the escape rates follow?")
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
+
+
+def decision_rows(decisions: pd.DataFrame) -> list[dict]:
+    """The verdict rows of the decisions, in the form and by the rule of ``verify``'s escape
+    family: the measured exponent is the law the data follow, its interval the laws they do not
+    reject (:func:`sandbox.escape.laws.law_measurement`), so the table and ``summary`` agree."""
+    from sandbox.escape.laws import LAWS, TOLERANCE, law_measurement
+
+    from .verdicts import claim_row
+
+    rows = []
+    for r in decisions.itertuples():
+        measured, interval = law_measurement(r)
+        rows.append(claim_row(
+            f"escape.{r.family}", r.rule, f"{r.problem}, {r.variable} in {r.range} ({r.at})",
+            LAWS[r.variable][r.law_pred], measured, TOLERANCE, kind="exponent", status=r.status,
+            interval=interval,
+            note=f"law {r.law} (predicted {r.law_pred}); laws not rejected: {r.laws_kept}; "
+                 f"α̂ = {r.alpha_hat:.2f} [{r.alpha_lo:.2f}, {r.alpha_hi:.2f}]"))
+    return rows

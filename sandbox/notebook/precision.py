@@ -5,7 +5,7 @@ parameter's state in the parameter's dtype). Besides Δ_t and ‖w_t‖
 (:func:`sandbox.experiments.effective_step.run_noise_toy`), rules with a second moment record
 ``bv`` (mean B·v, :func:`sandbox.experiments.effective_step.preconditioner_probe`) and
 ``v_decreased`` (the fraction of v's elements that went DOWN since the previous record), the
-quantities of the rounding predictions in :mod:`theory.lowprecision_extra`.
+quantities of the rounding predictions in :mod:`theory.lowprecision`.
 """
 from __future__ import annotations
 
@@ -101,10 +101,10 @@ def predict_bf16(table: pd.DataFrame, label: str, d: int, beta2: float | None = 
     A rule of homogeneity k with a second moment v takes, on a scale-invariant weight, an angular
     step Δ ∝ r^{−(k+1)} (E[g²]/v)^p, p = 1 (root-free), 1/2 (Adam), 0 (no v). The gradient scale
     each run saw is g ∝ 1/r_t (its own measured norm, interpolated to every step), so the bf16 EMA
-    model (:func:`theory.lowprecision_extra.bf16_ema_trace`) against the float32 one gives the
+    model (:func:`theory.lowprecision.bf16_ema_trace`) against the float32 one gives the
     lag factor L_t = (v/E[g²])_bf16 / (v/E[g²])_fp32 and the v ratio L_t (r_fp32/r_bf16)². The
     nominal bf16 step is Δ_fp32 (r_fp32/r_bf16)^{k+1} / L_t^p, of which the weights' rounding keeps
-    ρ(Δ) (:func:`theory.lowprecision_extra.bf16_step_retention`).
+    ρ(Δ) (:func:`theory.lowprecision.bf16_step_retention`).
     ``beta2``: the run's second-moment coefficient (default: the rule's, 1 − lr_cov for
     root-free RMSProp). Returns per recorded step: ``v_ratio`` (NaN for rules without v) and
     ``delta_ratio`` (predicted bf16/fp32).
@@ -112,7 +112,7 @@ def predict_bf16(table: pd.DataFrame, label: str, d: int, beta2: float | None = 
     its v lags less than a float32-based growth would say).
     """
     import sandbox
-    from theory.lowprecision_extra import bf16_ema_trace, bf16_step_retention
+    from theory.lowprecision import bf16_ema_trace, bf16_step_retention
 
     part = table[table["label"] == label]
     rule = str(part["rule"].iloc[0])

@@ -2,7 +2,7 @@
 
 A notebook's verdict cell turns its measurements into rows with the columns of
 :data:`sandbox.verify.base.ROW_COLUMNS` through :func:`sandbox.verify.rows.make_row` (so the
-status — published / derived / open — and the PASS/FAIL/REPORTED rule are the verify command's:
+status — published / derived / open — and the PASS/FAIL/INCONCLUSIVE/REPORTED rule are the verify command's:
 open claims are REPORTED whatever the numbers say), saves them, and shows them.
 :func:`load_verify` reads the saved output of a ``verify`` run, when there is one, so that a
 notebook can put the full-size check next to its own small experiment.
@@ -16,16 +16,20 @@ import pandas as pd
 from sandbox.verify.base import ROW_COLUMNS
 from sandbox.verify.rows import make_row
 
-COLOURS = {"PASS": "#c8e6c9", "FAIL": "#ffcdd2", "REPORTED": "#fff9c4"}
-SHOWN = ("claim", "rule", "setting", "predicted", "measured", "error", "tolerance", "verdict",
-         "status", "note")
+COLOURS = {"PASS": "#c8e6c9", "FAIL": "#ffcdd2", "INCONCLUSIVE": "#e0e0e0",
+           "REPORTED": "#fff9c4"}
+SHOWN = ("claim", "rule", "setting", "predicted", "measured", "measured_lo", "measured_hi",
+         "error", "tolerance", "verdict", "status", "note")
 
 
 def claim_row(claim: str, rule: str, setting: str, predicted, measured, tolerance: float,
-              kind: str = "relative", status: str | None = None, note: str = "") -> dict:
-    """One verdict row (family 'notebook'); ``status`` defaults to the theory catalogue's."""
+              kind: str = "relative", status: str | None = None, note: str = "",
+              interval: tuple[float, float] | None = None) -> dict:
+    """One verdict row (family 'notebook'); ``status`` defaults to the theory catalogue's;
+    ``interval``: the 95% interval of a noisy measurement (the verdict rule of
+    :func:`sandbox.verify.base.verdict`: PASS/FAIL only when it is decisive)."""
     return make_row("notebook", claim, rule, setting, predicted, measured, tolerance, kind,
-                    status=status, note=note)
+                    status=status, note=note, interval=interval)
 
 
 def verdict_table(rows, path: str | Path | None = None) -> pd.DataFrame:
@@ -38,15 +42,17 @@ def verdict_table(rows, path: str | Path | None = None) -> pd.DataFrame:
 
 
 def verdict_counts(table: pd.DataFrame) -> str:
-    """'n PASS, n FAIL, n REPORTED'."""
-    counts = table["verdict"].value_counts().to_dict() if len(table) else {}
-    return ", ".join(f"{counts.get(v, 0)} {v}" for v in ("PASS", "FAIL", "REPORTED"))
+    """'n PASS, n FAIL, n INCONCLUSIVE, n REPORTED' (:func:`sandbox.verify.base.verdict_counts`)."""
+    from sandbox.verify.base import verdict_counts as counts
+
+    return counts(table["verdict"] if len(table) else [])
 
 
 def styled(table: pd.DataFrame):
     """The table with its verdict cells coloured (a pandas Styler; displays in a notebook)."""
     cols = [c for c in SHOWN if c in table.columns]
-    fmt = {c: "{:.4g}" for c in ("predicted", "measured", "error", "tolerance") if c in cols}
+    fmt = {c: "{:.4g}" for c in ("predicted", "measured", "measured_lo", "measured_hi", "error",
+                                 "tolerance") if c in cols}
     return (table[cols].style.format(fmt, na_rep="—")
             .map(lambda v: f"background-color: {COLOURS.get(v, '')}", subset=["verdict"]))
 

@@ -4,7 +4,8 @@ tidy tables appended to disk as they are produced.
 - :func:`claim_selected` — does ``cfg.only`` (an fnmatch pattern on claim ids) select a claim?
 - :func:`progress` — iterate work items through ``cfg.progress`` (the runner's shared bar).
 - :func:`make_row` — one row with :data:`~sandbox.verify.base.ROW_COLUMNS`, its verdict from
-  :func:`~sandbox.verify.base.verdict`, and status/citation from ``theory.catalogue`` (the longest
+  :func:`~sandbox.verify.base.verdict` (the one verdict rule; a noisy measurement passes its
+  95% interval), and status/citation from ``theory.catalogue`` (the longest
   catalogue id that prefixes the claim id, e.g. ``identity.gd`` for ``identity.gd``).
 - :class:`TidyLog` — a CSV that grows by appended DataFrames (a crash loses nothing).
 """
@@ -51,18 +52,25 @@ def catalogue_entry(claim: str) -> tuple[str, str]:
 
 def make_row(family: str, claim: str, rule: str, setting: str, predicted: float,
              measured: float, tolerance: float, error_kind: str = "relative",
-             status: str | None = None, note: str = "") -> dict:
-    """One result row. ``status`` defaults to the catalogue's; 'open' rows are REPORTED."""
+             status: str | None = None, note: str = "",
+             interval: tuple[float, float] | None = None) -> dict:
+    """One result row. ``status`` defaults to the catalogue's; 'open' rows are REPORTED.
+
+    ``interval``: the 95% interval (low, high) of a measurement that depends on noise; the
+    verdict is then decided by :func:`~sandbox.verify.base.verdict` from the whole interval
+    (PASS / FAIL only when it is decisive, else INCONCLUSIVE). None for an exact measurement."""
     status = status or catalogue_entry(claim)[0]
     predicted = float("nan") if predicted is None else float(predicted)
     measured = float(measured)
+    low, high = (float("nan"), float("nan")) if interval is None else map(float, interval)
     if math.isnan(measured):
         err, v = float("nan"), ("REPORTED" if status == "open" else "FAIL")
         note = (note + "; " if note else "") + "measurement is NaN"
     else:
-        err, v = verdict(predicted, measured, tolerance, status, error_kind)
+        err, v = verdict(predicted, measured, tolerance, status, error_kind, low, high)
     return {"family": family, "claim": claim, "rule": rule, "setting": setting,
-            "predicted": predicted, "measured": measured, "error": err,
+            "predicted": predicted, "measured": measured, "measured_lo": low,
+            "measured_hi": high, "error": err,
             "error_kind": error_kind if not math.isnan(predicted) else "",
             "tolerance": tolerance, "verdict": v, "status": status, "note": note}
 

@@ -7,11 +7,15 @@ Family modules are ``sandbox.verify.families.<name>`` for ``name`` in
 - ``CLAIMS``: the claim ids it can produce — ``--only`` selects families by them (a family
   without ``CLAIMS`` is skipped under ``--only``) and rejects a pattern that matches no claim
   before anything runs;
-- ``plan(cfg) -> list[(claim, rule)]``: its work units under ``cfg`` — sizes the progress bar.
+- ``plan(cfg) -> list[(claim, rule[, weight])]``: its work units under ``cfg``, each with its
+  relative cost (default 1);
+- ``COST = {"quick": s, "full": s}``: its measured CPU seconds per mode. The progress bar's total
+  is the sum of the families' costs and each unit advances it by its share
+  (:func:`family_cost`), so the bar's estimate follows the work's cost, not its count.
 
 A family advances the shared bar by iterating its work through ``cfg.progress(items, desc=...)``
-(see :func:`sandbox.verify.rows.progress`); families that do not are still run, the bar then
-just does not move for them.
+(see :func:`sandbox.verify.rows.progress`); for families that do not, the bar jumps by their
+whole cost when they end.
 
 Outputs under ``cfg.out``: ``verify.csv`` (all rows, rewritten after each family: a crash loses
 nothing), ``verify_state.json`` (the options, the code fingerprint and the families done, each
@@ -40,12 +44,13 @@ from sandbox.cli.main import UsageError  # bad input: one line, exit status 2
 from sandbox.plotting import styled
 
 from . import code_version
-from .base import FAMILIES, ROW_COLUMNS, VerifyConfig
+from .base import FAMILIES, ROW_COLUMNS, VerifyConfig, verdict_counts
 from .code_version import CodeFingerprint
 from .report import format_table, write_report
 
 STATE = "verify_state.json"
 TABLE = "verify.csv"
+DEFAULT_COST = 10.0  # CPU seconds assumed for a family that declares no COST
 
 
 def load_families(names=FAMILIES) -> dict[str, ModuleType]:
@@ -86,16 +91,11 @@ def select_families(families: dict[str, ModuleType], pattern: str | None,
 
 
 def check_output_dir(out: Path) -> Path:
-    """Create ``out`` and prove it writable, or raise UsageError naming it."""
-    out = Path(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write_test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise UsageError(f"cannot write to --out {str(out)!r}: {e.strerror or e}") from None
-    return out
+    """Create ``out`` and prove it writable, or raise UsageError naming it
+    (:func:`sandbox.cli.main.writable_dir`)."""
+    from sandbox.cli.main import writable_dir
+
+    return writable_dir(out)
 
 
 def _options(cfg: VerifyConfig) -> dict:
@@ -157,22 +157,54 @@ def _code_changed_message(stale: list[str], fams: dict, code: CodeFingerprint) -
             f"(now {code.describe()})")
 
 
-def _progress_factory(bar, planned: dict):
-    """``cfg.progress``: wraps a family's work items so that each advances the shared bar. A
-    family without ``plan`` had no share in the bar's total: its items are added when seen."""
+def family_cost(mod: ModuleType, cfg: VerifyConfig) -> tuple[float, list[float]]:
+    """(estimated CPU seconds of the family under ``cfg``, the share of each planned work unit).
+
+    ``COST`` (a family's measured CPU seconds per mode, on a 2-core machine) is scaled by the
+    part of the family's plan that ``--only`` keeps; a unit's share is its weight (``plan``'s
+    third entry, 1 by default) over the family's. The progress bar advances by these shares, so
+    its estimate of the time left follows what the work costs, not how many units are left."""
+    default = getattr(mod, "COST", {}).get("quick" if cfg.quick else "full", DEFAULT_COST)
+    plan = getattr(mod, "plan", None)
+    if plan is None:
+        return float(default), []
+    weights = [float(u[2]) if len(u) > 2 else 1.0 for u in plan(cfg)]
+    if cfg.only is None:
+        whole = sum(weights)
+    else:
+        from dataclasses import replace
+
+        whole = sum(float(u[2]) if len(u) > 2 else 1.0 for u in plan(replace(cfg, only=None)))
+    cost = float(default) * (sum(weights) / whole if whole else 0.0)
+    total = sum(weights)
+    return cost, [cost * w / total for w in weights] if total else []
+
+
+def _progress_factory(bar, shares: dict):
+    """``cfg.progress``: wraps a family's work items so that each advances the shared bar by its
+    estimated cost (:func:`family_cost`); items beyond the plan share what is left equally."""
     def factory(items, desc=""):
         items = list(items)
-        if not planned.get("current", True):
-            bar.total = (bar.total or 0) + len(items)
-            bar.refresh()
         if desc:
             bar.set_description(desc)
-        for item in items:
+        planned = shares.get("units", [])
+        for i, item in enumerate(items):
             if isinstance(item, tuple) and len(item) >= 2:
                 bar.set_postfix_str(f"{item[0]} | {item[1]}", refresh=False)
             yield item
-            bar.update(1)
+            left = shares["cost"] - shares["done"]
+            step = planned[i] if i < len(planned) else max(left, 0.0) / max(len(items) - i, 1)
+            step = min(step, max(left, 0.0))
+            shares["done"] += step
+            bar.update(step)
+        shares["units"] = planned[len(items):]
     return factory
+
+
+def _uncovered() -> dict:
+    from .applicability import uncovered_rules
+
+    return uncovered_rules()
 
 
 def _normalise(rows: pd.DataFrame, family: str, pattern: str | None) -> pd.DataFrame:
@@ -191,7 +223,8 @@ def _normalise(rows: pd.DataFrame, family: str, pattern: str | None) -> pd.DataF
 def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = True,
                families: dict[str, ModuleType] | None = None, stream=None) -> tuple[pd.DataFrame, int]:
     """Run (or resume) the families, write every output, print the table; return (table, exit
-    status): 1 if any claim that should hold FAILs, else 0."""
+    status): 1 if any claim that should hold FAILs, else 0 (INCONCLUSIVE and REPORTED rows do
+    not fail the run)."""
     from tqdm.auto import tqdm
 
     stream = stream or sys.stdout
@@ -204,21 +237,23 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
         print(_code_changed_message(stale, fams, code), file=sys.stderr)
         _save(out, cfg, done, table, code)
     todo = [n for n in fams if n not in done]
-    total = 0
-    for n in todo:
-        plan = getattr(fams[n], "plan", None)
-        total += len(plan(cfg)) if plan else 0
+    costs = {n: family_cost(fams[n], cfg) for n in todo}
+    total = sum(c for c, _ in costs.values())
     start = time.perf_counter()
     timings: dict[str, float] = {}
-    with tqdm(total=total or None, file=sys.stderr, disable=not show_progress, unit="check",
-              dynamic_ncols=True, desc="verify") as bar:
-        planned = {}
-        cfg.progress = _progress_factory(bar, planned)
+    cpu: dict[str, float] = {}
+    fmt = "{l_bar}{bar}| {percentage:3.0f}% of the estimated work [{elapsed}<{remaining}{postfix}]"
+    with tqdm(total=round(total, 3) or None, file=sys.stderr, disable=not show_progress,
+              dynamic_ncols=True, desc="verify", bar_format=fmt) as bar:
         for name in todo:
-            planned["current"] = hasattr(fams[name], "plan")
-            t0 = time.perf_counter()
+            cost, units = costs[name]
+            shares = {"cost": cost, "done": 0.0, "units": units}
+            cfg.progress = _progress_factory(bar, shares)
+            t0, c0 = time.perf_counter(), time.process_time()
             rows = _normalise(fams[name].run(cfg), name, cfg.only)
             timings[name] = time.perf_counter() - t0
+            cpu[name] = time.process_time() - c0
+            bar.update(max(cost - shares["done"], 0.0))  # whatever the family did not report
             table = pd.concat([table, rows], ignore_index=True) if len(table) else rows
             done.append(name)
             _save(out, cfg, done, table, code)
@@ -226,6 +261,7 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
     if cfg.only is not None and table.empty:
         raise UsageError(f"--only {cfg.only!r} matched no claim of the families that ran")
     figures, problems = {}, {}
+    c0 = time.process_time()
     for name, mod in fams.items():
         part = table[table["family"] == name]
         if part.empty or not hasattr(mod, "plot"):
@@ -235,15 +271,15 @@ def run_verify(cfg: VerifyConfig, force: bool = False, show_progress: bool = Tru
             figures[name] = [Path(p) for p in (plot(part.reset_index(drop=True), cfg) or [])]
         except Exception as e:  # a figure must not lose the results: report it instead
             problems[name] = f"{type(e).__name__}: {e}"
+    cpu["figures"] = time.process_time() - c0
     titles = {n: getattr(m, "TITLE", n) for n, m in fams.items()}
     write_report(table, figures, cfg, titles, problems,
-                 {"elapsed_s": time.perf_counter() - start, "timings": timings,
+                 {"elapsed_s": time.perf_counter() - start, "timings": timings, "cpu": cpu,
                   "resumed": [n for n in fams if n not in todo],
-                  "rerun_for_code": [n for n in stale if n in fams], "code": code.describe()})
+                  "rerun_for_code": [n for n in stale if n in fams], "code": code.describe(),
+                  "uncovered": _uncovered()})
     print(format_table(table), file=stream)
     fails = int((table["verdict"] == "FAIL").sum())
-    counts = table["verdict"].value_counts().to_dict()
-    print(f"\n{len(table)} checks: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in
-                                                  ("PASS", "FAIL", "REPORTED"))
-          + f". Report: {out / 'report.md'}", file=stream)
+    print(f"\n{len(table)} checks: {verdict_counts(table['verdict'])}. Report: "
+          f"{out / 'report.md'}", file=stream)
     return table, 1 if fails else 0

@@ -33,6 +33,24 @@ def new_optimizer(rule: str, toy, hp: dict, prime: Callable | None = None):
     return opt
 
 
+def prime_state(opt, param, values: dict, hp: dict | None = None) -> None:
+    """Give ``param`` the initial state ``values`` (key → tensor) before its first step.
+
+    The optimizer checks that a parameter with state holds every key its chain needs once it has
+    stepped; the other keys are therefore created at a fresh start's values — ``step`` 0 and
+    zero tensors (every such key of the rules primed here: momentum buffers, first moments)."""
+    spec = opt.rule if hasattr(opt.rule, "stages") else sandbox.info(str(opt.rule))
+    full = {**spec.defaults, **opt.param_groups[0], **(hp or {})}
+    need = set()
+    for stage in spec.stages(full):
+        need |= set(stage.required_state(full))
+    state = opt.state[param]
+    for key in sorted(need - set(values)):
+        state[key] = (torch.tensor(0.0, dtype=torch.float32) if key == "step"
+                      else torch.zeros_like(param))
+    state.update({k: v.clone() for k, v in values.items()})
+
+
 def track(toy, opt, steps: int, lr_at: Callable[[int], float] | None = None,
           replica_dims: int = 1, shrink: float = 1.0) -> dict[str, np.ndarray]:
     """Step ``opt`` on ``toy`` ``steps`` times (``toy.fill_grad()`` then ``opt.step()``) and

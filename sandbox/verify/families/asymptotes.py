@@ -8,13 +8,13 @@ k > −1 (``asymptote.*`` power-law claims; M = theory.momentum_factor of the ru
   the asymptote at the same steps (10%). M = (1+β)/(1−β) for heavy ball AND EMA (the AdamP
   corollary's factor is the same for both: the EMA's (1−β) scales the step and the growth
   alike; measured directly below), M = 1 projected; Adai: M = (2−β0)/β0
-  (theory.effective_step_extra.adai_momentum_factor: the mean of v̂_i/v̄ is exactly 1, so the
+  (theory.homogeneity.adai_momentum_factor: the mean of v̂_i/v̄ is exactly 1, so the
   mean inertia is 1−β0; derived here).
 - ``asymptote.momentum_factor`` — M measured as (growth of E r²)/(Σ_t E‖Δw_t‖²) over the last
   decade: the definition of M, free of the update size and of any lag (10%).
 - ``asymptote.constant`` — slope of Δ_t^{-2} against t over the last 3/4 of the run (the
   transient offset t0 drops out of a slope) vs the same slope of the mean-field curve
-  (theory.effective_step_extra.angular_step_mean_field), which tends to (k+1)M (10%). The
+  (theory.homogeneity.angular_step_mean_field), which tends to (k+1)M (10%). The
   mean field matters for projected rules that keep an unprojected buffer (AdamP, Adai+P):
   the buffer lags the rotating weight and the projection removes a fraction κΔ²/(1+κΔ²) of it,
   κ = β²/(1−β)² = 81 — the regime condition Δ ≪ 1−β of §2, quantified: their Δ^{-2} slope is
@@ -25,18 +25,18 @@ k > −1 (``asymptote.*`` power-law claims; M = theory.momentum_factor of the ru
 - ``asymptote.norm_growth`` — r^{2(k+1)} grows linearly in t: ratio of its late to early slope
   over the last decade vs the mean-field ratio (1 without projection lag) (10%).
 
-k = −1 (root-free; theory.effective_step_extra, derived here):
+k = −1 (root-free; theory.rootfree, derived here):
 - ``asymptote.rootfree_delta`` / ``asymptote.rootfree_growth`` / ``asymptote.rootfree_A`` —
   without damping, Δ constant and r² × ρ per step, with A = ‖u‖/r (u the update before −η) from
-  the rule's equations. SPEC CORRECTION: the spec's Δ = arctan(ηA), r_t = r_0(1+η²A²)^{t/2} with
+  the rule's equations. CORRECTION: the catalogue's Δ = arctan(ηA), r_t = r_0(1+η²A²)^{t/2} with
   v converged (A² = γ²N²H2) misses (a) the momentum factor M in the growth (theory.homogeneity
   adds it) and (b) the LAG of v: r grows geometrically, so v (memory 1/(1−β2)) over-estimates
   E[g²] by c_v = (1−β2)/(1−β2ρ) and A shrinks by c_v — a fixed point in ρ. At the default
-  rfrmsprop hyperparameters c_v ≈ 30 and the spec's Δ is 15× too large; the predictions here
+  rfrmsprop hyperparameters c_v ≈ 30 and the catalogue's Δ is 15× too large; the predictions here
   include the lag (both values are in the notes).
 - ``asymptote.rootfree_exponent`` — fitted log-log slope of Δ_t ≈ 0 (absolute 0.05).
 - ``asymptote.rootfree_crossover`` — with damping λ, Δ halves at the radius predicted by the
-  quasi-static profile (10%); the spec's r_c = G/sqrt(dλ) and the ratio are in the note.
+  quasi-static profile (10%); the catalogue's r_c = G/sqrt(dλ) and the ratio are in the note.
 - ``asymptote.rootfree_profile`` — max |Δ_meas/Δ_profile(r) − 1| along the run (≤ 0.1).
 - ``asymptote.rootfree_sgd_return`` — REPORTED: late log-log slope of Δ_t (→ −1/2 as B·v/λ → 0).
 
@@ -44,7 +44,14 @@ Hyperparameters (in each row's ``setting``): lr sets the transient offset t0 ≈
 (the asymptotes do not depend on it); heavy-ball momentum 0.9 (plain SGD also at 0); Adam-type
 rules (k = 0) with β2 = 0.9 (quick) / 0.99 (full): the lag of v behind g² ∝ 1/r² ∝ 1/t delays
 the asymptote by ~ln(qT)/q steps, q = 1−β2 (at the default 0.999, ~8% off at 20k steps — the
-spec's "Adam within ~7% by 20k"; the full run adds a REPORTED row for it); root-free β2 = 0.99 (lr_cov = 0.01), lr for a lag-free Δ of 0.01.
+first simulation's "Adam within ~7% by 20k"; the full run adds a REPORTED row for it);
+root-free β2 = 0.99 (lr_cov = 0.01), lr for a lag-free Δ of 0.01.
+
+Intervals: every run has 8 replica groups; each measured value is recomputed with one group left
+out and its 95% interval is the jackknife one (:mod:`sandbox.verify.intervals`). Power in quick
+mode (64 replicas, 1,000 steps): the intervals are a few per cent wide, so the 10% claims are
+decided (PASS) for every rule; the root-free slopes (tolerance 0.05) can straddle the band's edge
+(INCONCLUSIVE) — full mode (256 replicas, 10,000 steps) halves the intervals.
 """
 from __future__ import annotations
 
@@ -56,20 +63,22 @@ import theory
 from sandbox.experiments import rootfree as rf
 from sandbox.experiments.effective_step import (asymptote_lr, fit_inverse_square, fit_power_law,
                                                 growth_linearity, late_window,
-                                                measured_momentum_factor, preconditioner_probe,
-                                                run_noise_toy, series, step_squares)
+                                                leave_one_group_out, measured_momentum_factor,
+                                                preconditioner_probe, run_noise_toy, series,
+                                                step_squares, whole_run)
 from sandbox.experiments.run_cache import cached, stable_seed
 from sandbox.optim.traits import rule_traits
-from sandbox.verify import figures
-from sandbox.verify.applicability import toy_hyperparameters
+from sandbox.verify.applicability import theory_rules, toy_hyperparameters
 from sandbox.verify.base import VerifyConfig
+from sandbox.verify.intervals import jackknife_stat
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
-from theory.effective_step_extra import angular_step_mean_field, projection_lag_coefficient
+from theory.homogeneity import angular_step_mean_field, projection_lag_coefficient
 
 TITLE = "Effective step without weight decay (theory §2)"
 NAME = "asymptotes"
-VERSION = 1
+VERSION = 2
+GROUPS = 8  # replica groups of the jackknife intervals (sandbox.verify.intervals)
 D, BETA, T0, RF_DELTA, RF_CROSS_DELTA = 64, 0.9, 20.0, 0.01, 0.015
 POWER = ("asymptote.delta_limit", "asymptote.constant", "asymptote.exponent",
          "asymptote.momentum_factor", "asymptote.norm_growth")
@@ -99,7 +108,7 @@ def jobs(cfg: VerifyConfig) -> list[dict]:
     """One toy run per (rule, setting); quick mode keeps one rule per trait signature."""
     s = sizes(cfg)
     out, seen = [], set()
-    for name in sandbox.available():
+    for name in theory_rules():
         spec = sandbox.info(name)
         betas = [0.0, BETA] if spec.momentum_kind == "heavy_ball" and spec.homogeneity > -1 \
             and not spec.projected else [BETA] if spec.momentum_kind == "heavy_ball" \
@@ -146,9 +155,10 @@ def _profile_grid(name: str, hp: dict):
     return r, rf.predict_profile(name, r, D, **hp), plateau / 2
 
 
-def plan(cfg: VerifyConfig) -> list[tuple[str, str]]:
-    """The work units (one toy run each) as (first claim, rule label): sizes the progress bar."""
-    return [(j["claims"][0], j["label"]) for j in jobs(cfg)]
+def plan(cfg: VerifyConfig) -> list[tuple[str, str, float]]:
+    """The work units (one toy run each) as (first claim, rule label, weight = steps): a toy
+    run's cost is about proportional to its steps (the progress bar's shares)."""
+    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)]
 
 
 def _run_job(cfg: VerifyConfig, job: dict, seed: int) -> pd.DataFrame:
@@ -157,16 +167,23 @@ def _run_job(cfg: VerifyConfig, job: dict, seed: int) -> pd.DataFrame:
     key = {"family": NAME, "version": VERSION, "rule": job["rule"], "hp": job["hp"],
            "steps": job["steps"], "replicas": s["replicas"], "d": D, "seed": seed,
            "device": cfg.device}
+    key["groups"] = GROUPS
     return cached(cfg.family_dir(NAME) / "runs", key, lambda: run_noise_toy(
         job["rule"], job["steps"], s["replicas"], D, seed=seed, device=cfg.device, probes=probes,
-        label=job["label"], **job["hp"]))
+        label=job["label"], groups=GROUPS, **job["hp"]))
+
+
+def measured(stat, df) -> dict:
+    """{name: (value, 95% interval)}: ``stat(table) -> {name: value}`` on the whole run, with the
+    delete-one-group jackknife over its replica groups (:mod:`sandbox.verify.intervals`)."""
+    return jackknife_stat(stat, whole_run(df), leave_one_group_out(df))
 
 
 # --- claims --------------------------------------------------------------------------------------
 def mean_field_curve(job, t, delta, t_start: float):
     """Mean-field Δ_t, r_t^{2(k+1)}/(r-scale) on steps t_start..T, started from the MEASURED Δ.
 
-    theory.effective_step_extra.angular_step_mean_field integrated from t_a (the first recorded
+    theory.homogeneity.angular_step_mean_field integrated from t_a (the first recorded
     step ≥ t_start) with y_a set by the measured rms Δ at t_a (a local power-law fit over
     [t_a, 1.5 t_a]; Δ²(1+κΔ²) = η²A²/y): the early transient
     (bias corrections, large first angles) is taken from the data, the shape after t_a is the
@@ -191,6 +208,18 @@ def mean_field_curve(job, t, delta, t_start: float):
     return full_d, full_y
 
 
+def _power_measures(job, df, k: float) -> dict:
+    """The measured side of the power-law claims, from a run's table (whole or jackknifed)."""
+    t, delta = series(df, "delta")
+    end, win, late = t >= 0.8 * t.max(), t >= 0.25 * t.max(), late_window(t)
+    _, r = series(df, "norm")
+    return {"delta_end": float(np.sqrt(np.mean(delta[end] ** 2))),
+            "constant": fit_inverse_square(t[win], delta[win])["slope"],
+            "exponent": fit_power_law(t[late], delta[late])["exponent"],
+            "momentum_factor": measured_momentum_factor(df, 0.1 * t.max(), t.max()),
+            "growth": growth_linearity(t, r ** (2 * (k + 1)), start=float(t[late][0]))}
+
+
 def _power_rows(job, df, setting):
     tr = rule_traits(job["rule"], **job["hp"])
     k, M = float(tr.homogeneity), float(theory.momentum_factor(tr))
@@ -198,84 +227,101 @@ def _power_rows(job, df, setting):
     t, delta = series(df, "delta")
     end = t >= 0.8 * t.max()
     pred_end = float(np.sqrt(np.mean(theory.angular_step_asymptote(t[end], tr) ** 2)))
-    meas_end = float(np.sqrt(np.mean(delta[end] ** 2)))
     win = t >= 0.25 * t.max()
-    fit = fit_inverse_square(t[win], delta[win])
     late = late_window(t)
     mf_delta, mf_y = mean_field_curve(job, t, delta, 0.1 * t.max())
     ti = t.astype(int)
     fit_mf = fit_inverse_square(t[win], mf_delta[ti][win])
-    pw, pw_mf = fit_power_law(t[late], delta[late]), fit_power_law(t[late], mf_delta[ti][late])
-    m_meas = measured_momentum_factor(df, 0.1 * t.max(), t.max())
-    _, r = series(df, "norm")
+    pw_mf = fit_power_law(t[late], mf_delta[ti][late])
     t_a = float(t[late][0])
-    lin = growth_linearity(t, r ** (2 * (k + 1)), start=t_a)
     lin_mf = growth_linearity(t[late], mf_y[ti][late], start=t_a)
+    m = measured(lambda d: _power_measures(job, d, k), df)
     why = "M=(2−β0)/β0 (Adai, derived here)" if tr.adaptive_inertia else f"M={M:.4g}"
     kap = projection_lag_coefficient(tr.beta, tr.projected, tr.project_buffer)
     mf = f"the same fit on the mean-field curve started from the measured Δ at t = T/10 (κ = {kap:.3g})"
     rows = []
-    add = lambda *a, **kw: rows.append(make_row(NAME, *a, **kw))  # noqa: E731
+
+    def add(claim, predicted, key, tol, **kw):
+        value, interval = m[key]
+        rows.append(make_row(NAME, claim, job["label"], setting, predicted, value, tol,
+                             interval=interval, **kw))
+
     if job.get("lagged"):
-        add("asymptote.delta_limit_default_beta2", job["label"], setting, pred_end, meas_end, 0.1,
-            status="open", note=f"default β2: v lags g² ∝ 1/t; Δ·sqrt((k+1)Mt) = "
-                                f"{meas_end / pred_end:.3f} at t ≈ {t.max():.0f}")
+        add("asymptote.delta_limit_default_beta2", pred_end, "delta_end", 0.1, status="open",
+            note=f"default β2: v lags g² ∝ 1/t; Δ·sqrt((k+1)Mt) = "
+                 f"{m['delta_end'][0] / pred_end:.3f} at t ≈ {t.max():.0f}")
         return rows
-    add("asymptote.delta_limit", job["label"], setting, pred_end, meas_end, 0.10, status="derived",
+    add("asymptote.delta_limit", pred_end, "delta_end", 0.10, status="derived",
         note=f"rms Δ over t∈[{0.8 * t.max():.0f},{t.max():.0f}] vs 1/sqrt((k+1)Mt), k={k:g}, {why}; "
              f"Arora, Li & Lyu 2019 (rate), Heo et al. 2021 (M)")
-    add("asymptote.constant", job["label"], setting, fit_mf["slope"], fit["slope"], 0.10,
-        status="derived", note=f"slope of Δ^-2 over t ≥ T/4; asymptotically (k+1)M = {k1M:.4g}; "
-                               f"predicted: {mf}")
-    add("asymptote.exponent", job["label"], setting, pw_mf["exponent"], pw["exponent"], 0.05,
-        error_kind="exponent", status="published",
-        note=f"log-log slope over the last decade, 95% CI [{pw['low']:.3f}, {pw['high']:.3f}]; → −1/2 "
-             f"(Arora, Li & Lyu 2019); predicted: {mf}")
-    add("asymptote.momentum_factor", job["label"], setting, M, m_meas, 0.10, status="derived",
+    add("asymptote.constant", fit_mf["slope"], "constant", 0.10, status="derived",
+        note=f"slope of Δ^-2 over t ≥ T/4; asymptotically (k+1)M = {k1M:.4g}; predicted: {mf}")
+    add("asymptote.exponent", pw_mf["exponent"], "exponent", 0.05, error_kind="exponent",
+        status="published",
+        note=f"log-log slope over the last decade; → −1/2 (Arora, Li & Lyu 2019); predicted: {mf}")
+    add("asymptote.momentum_factor", M, "momentum_factor", 0.10, status="derived",
         note="growth of E r² / Σ E‖Δw‖² over the last decade (Heo et al. 2021 corollary)")
-    add("asymptote.norm_growth", job["label"], setting, lin_mf, lin, 0.10, status="derived",
+    add("asymptote.norm_growth", lin_mf, "growth", 0.10, status="derived",
         note=f"late/early slope of r^{2 * (k + 1):g} over the last decade (1 = linear); predicted: {mf}")
     return rows
 
 
-def _geometric_rows(job, df, setting):
-    p = rf.predict_geometric(job["rule"], D, **job["hp"])
+def _geometric_measures(job, df) -> dict:
     t, delta = series(df, "delta")
     _, r = series(df, "norm")
     _, s2 = step_squares(df)
     w = t >= t.max() / 2
-    d_meas = float(np.sqrt(np.mean(delta[w] ** 2)))
-    log_rho = float(np.polyfit(t[w], np.log(r[w] ** 2), 1)[0])
-    a_meas = float(np.sqrt(np.mean(s2[w] / r[w] ** 2)) / job["hp"]["lr"])
-    slope = fit_power_law(t[w], delta[w])
+    return {"delta": float(np.sqrt(np.mean(delta[w] ** 2))),
+            "log_rho": float(np.polyfit(t[w], np.log(r[w] ** 2), 1)[0]),
+            "A": float(np.sqrt(np.mean(s2[w] / r[w] ** 2)) / job["hp"]["lr"]),
+            "exponent": fit_power_law(t[w], delta[w])["exponent"]}
+
+
+def _geometric_rows(job, df, setting):
+    p = rf.predict_geometric(job["rule"], D, **job["hp"])
+    m = measured(lambda d: _geometric_measures(job, d), df)
     rows = []
-    add = lambda *a, **kw: rows.append(make_row(NAME, *a, status="derived", **kw))  # noqa: E731
+
+    def add(claim, predicted, key, tol, **kw):
+        value, interval = m[key]
+        rows.append(make_row(NAME, claim, job["label"], setting, predicted, value, tol,
+                             status="derived", interval=interval, **kw))
+
     lagnote = f"lag c_v={p['lag']:.3g} (β2={p['beta2']:g})"
-    add("asymptote.rootfree_delta", job["label"], setting, p["delta"], d_meas, 0.10,
-        note=f"{lagnote}; spec lag-free arctan(ηA) = {p['spec_delta']:.4g} "
-             f"(measured/spec = {d_meas / p['spec_delta']:.3f})")
-    add("asymptote.rootfree_growth", job["label"], setting, p["log_rho"], log_rho, 0.10,
-        note=f"ln ρ per step; spec lag-free ln(1 + Mη²A²) = {p['spec_log_rho']:.4g}")
-    add("asymptote.rootfree_A", job["label"], setting, p["A"], a_meas, 0.10,
-        note=f"A = ‖u‖/r, u = Δw/η; from the equations with v converged (spec): {p['spec_A']:.4g}; "
+    d_meas = m["delta"][0]
+    add("asymptote.rootfree_delta", p["delta"], "delta", 0.10,
+        note=f"{lagnote}; catalogue's lag-free arctan(ηA) = {p['spec_delta']:.4g} "
+             f"(measured/catalogue = {d_meas / p['spec_delta']:.3f})")
+    add("asymptote.rootfree_growth", p["log_rho"], "log_rho", 0.10,
+        note=f"ln ρ per step; catalogue's lag-free ln(1 + Mη²A²) = {p['spec_log_rho']:.4g}")
+    add("asymptote.rootfree_A", p["A"], "A", 0.10,
+        note=f"A = ‖u‖/r, u = Δw/η; from the equations with v converged (catalogue form): {p['spec_A']:.4g}; "
              f"N² = {p['N2']:.4g}")
-    add("asymptote.rootfree_exponent", job["label"], setting, 0.0, slope["exponent"], 0.05,
-        error_kind="exponent", note=f"95% CI [{slope['low']:.3f}, {slope['high']:.3f}]")
+    add("asymptote.rootfree_exponent", 0.0, "exponent", 0.05, error_kind="exponent",
+        note="log-log slope of Δ_t over the second half of the run")
     return rows
 
 
 def _crossover_rows(job, df, setting):
-    c = rf.crossover_measurements(df, job["rule"], D, 150.0, **job["hp"])
+    c = rf.crossover_measurements(whole_run(df), job["rule"], D, 150.0, **job["hp"])
+
+    def stat(d):
+        x = rf.crossover_measurements(d, job["rule"], D, 150.0, **job["hp"])
+        return {k: x[k] for k in ("r_half_meas", "profile_error", "late_exponent")}
+
+    m = measured(stat, df)
     rows = [make_row(NAME, "asymptote.rootfree_crossover", job["label"], setting, c["r_half_pred"],
-                     c["r_half_meas"], 0.10, status="derived",
+                     c["r_half_meas"], 0.10, status="derived", interval=m["r_half_meas"][1],
                      note=f"radius where Δ falls to half its plateau {c['plateau']:.4g}; spec "
                           f"r_c = G/sqrt(dλ) = {c['r_c']:.3g} (r_half/r_c = "
                           f"{c['r_half_meas'] / c['r_c']:.3f}: lag and the 1/(1 + r²/r_c²) shape)"),
             make_row(NAME, "asymptote.rootfree_profile", job["label"], setting, 0.0,
                      c["profile_error"], 0.10, error_kind="absolute", status="derived",
+                     interval=m["profile_error"][1],
                      note="max |Δ_meas/Δ_profile(r) − 1| after 150 steps (quasi-static profile)"),
             make_row(NAME, "asymptote.rootfree_sgd_return", job["label"], setting, -0.5,
                      c["late_exponent"], 0.10, error_kind="exponent", status="open",
+                     interval=m["late_exponent"][1],
                      note=f"late log-log slope of Δ_t; B·v/λ = {c['bv_over_damping_end']:.3g} at the "
                           f"end (→ −1/2 as B·v/λ → 0: SGD with lr η/λ)")]
     return rows, c
@@ -328,61 +374,21 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
 
 # --- figures -------------------------------------------------------------------------------------
 def plot(results: pd.DataFrame, cfg: VerifyConfig):
+    from .asymptotes_figures import plot_norm, plot_power, plot_rootfree
+
     path = cfg.family_dir(NAME) / "curves.csv"
     if not path.exists():
         return []
     c = pd.read_csv(path)
-    c = c.assign(toy="noise d=64")
     out = []
     delta = c[c["quantity"] == "delta"]
     power = delta[delta["kind"] == "power"]
     if not power.empty:
-        labels = list(dict.fromkeys(power["label"]))
-        ncols = min(4, len(labels))
-        fig, axes = figures.grid((len(labels) + ncols - 1) // ncols, ncols)
-        fig.subplots_adjust(left=0.06)
-        for ax, lab in zip(axes.flat, labels):
-            part = power[power["label"] == lab].sort_values("step")
-            figures.predicted_vs_measured(ax, part.assign(rule=lab),
-                                          ylabel="rms angular step Δ_t (rad)",
-                                          keys=("rule", "toy"))
-            ax.plot(part["step"], part["asymptote"], "k--", lw=0.8)
-            ax.set_title(f"{lab}: dashed 1/sqrt((k+1)Mt); line mean field, fitted t0", fontsize=7)
-        for ax in list(axes.flat)[len(labels):]:
-            ax.set_visible(False)
-        out.append(figures.save(fig, cfg.family_dir(NAME) / "asymptotes_delta.png"))
+        out.append(plot_power(power, cfg.family_dir(NAME) / "asymptotes_delta.png"))
     rfc = delta[delta["kind"] != "power"]
     if not rfc.empty:
-        fig, axes = figures.grid(1, 2)
-        fig.subplots_adjust(left=0.13)
-        geo = rfc[rfc["kind"] == "geometric"].assign(rule=lambda f: f["label"])
-        figures.predicted_vs_measured(axes[0, 0], geo, ylabel="rms angular step Δ_t (rad)",
-                                      logy=True)
-        for _, g in geo.groupby("label"):
-            axes[0, 0].plot(g["step"], g["asymptote"], ":", color="0.5", lw=0.8)
-        axes[0, 0].set_title("root-free, no damping: constant Δ (line: lag-corrected; dotted: "
-                             "spec, v converged)", fontsize=7)
-        cross = rfc[rfc["kind"] == "crossover"].assign(rule=lambda f: f["label"])
-        figures.predicted_vs_measured(axes[0, 1], cross, x="norm", xlabel="‖w‖ (radius)",
-                                      ylabel="rms angular step Δ (rad)")
-        axes[0, 1].set_title("damping crossover (line: quasi-static profile)", fontsize=8)
-        out.append(figures.save(fig, cfg.family_dir(NAME) / "asymptotes_rootfree.png"))
-    norm = c[c["quantity"] == "norm"].assign(rule=lambda f: f["label"])
+        out.append(plot_rootfree(rfc, cfg.family_dir(NAME) / "asymptotes_rootfree.png"))
+    norm = c[c["quantity"] == "norm"]
     if not norm.empty:
-        import seaborn as sns
-
-        fig, axes = figures.grid(1, 1, width=7, height=4.5)
-        fig.subplots_adjust(left=0.12)
-        ax = axes[0, 0]
-        sns.lineplot(data=norm, x="step", y="measured", hue="label", ax=ax, lw=1, errorbar=None,
-                     estimator=None)
-        for _, g in norm.groupby("label"):
-            ax.fill_between(g["step"], g["measured_q05"], g["measured_q95"], alpha=0.1, lw=0)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("step t")
-        ax.set_ylabel("‖w_t‖ (rms over replicas; band 5–95%)")
-        ax.set_title("norm growth: r ∝ t^{1/(2(k+1))} (k > −1), geometric (root-free)", fontsize=8)
-        ax.legend(fontsize=6, ncol=2)
-        out.append(figures.save(fig, cfg.family_dir(NAME) / "asymptotes_norm.png"))
+        out.append(plot_norm(norm, cfg.family_dir(NAME) / "asymptotes_norm.png"))
     return out

@@ -6,16 +6,16 @@ Every registered rule runs through ``sandbox.create`` on R replicas of the noise
 x = η·λ_eff, started at r_0 = 1 with the equilibrium at y* = y_0/2 (y = r^{2(k+1)}),
 run for 7 predicted relaxation times τ; equilibrium values are averaged over t ≥ 4.5τ.
 
-Claims (predictions: theory.equilibrium, refined finite-ηλ forms; theory.effective_step_extra):
+Claims (predictions: theory.equilibrium, refined finite-ηλ forms, with the projection lag):
 - ``equilibrium.delta`` — rms Δ* = sqrt(2ηλ_eff/M) (arccos(1 − x) projected) for SGD (β = 0),
   SGDM with L2 inside the heavy ball, SGDP, AdamW, AdamP (5%).
 - ``equilibrium.norm`` — r* = (M η A²/(2λ_eff))^{1/(2(k+1))} with A from theory.toy (5%).
-  SPEC CORRECTION (theory.equilibrium): AdamP's norm has λ·wd_ratio, not λ, and the
+  CORRECTION (theory.equilibrium): AdamP's norm has λ·wd_ratio, not λ, and the
   projection-lag factor (1 + β²Δ*²/(1−β)²)^{-1/2}.
 - ``equilibrium.time`` — τ fitted to the relaxation of y vs 1/(2(k+1)ηλ_eff) (10%), CORRECTED
   here for projected rules whose buffer is not projected (AdamP, Adai+P): the projection lag
   κΔ² (κ = β²/(1−β)²) makes the growth term rise with y, so τ = (1+2s)/((1+s)·2(k+1)x),
-  s = κΔ*² (theory.effective_step_extra.equilibrium_relaxation; +24% for AdamP at x = 2e-3).
+  s = κΔ*² (theory.equilibrium.equilibrium_relaxation; +24% for AdamP at x = 2e-3).
 - ``equilibrium.projection_ratio`` — at equal η·λ_eff (equal hyperparameters at wd_ratio = 1)
   projection raises Δ* by sqrt(M_unprojected/M_projected) = sqrt((1+β)/(1−β)) (5%).
 - ``equilibrium.adam_l2`` — REPORTED: Adam with L2 has no fixed Δ*; measured at several
@@ -24,11 +24,11 @@ Claims (predictions: theory.equilibrium, refined finite-ηλ forms; theory.effec
   exponent of Δ* in σ (≈ −1/3 in the noise-dominated regime λr² ≪ r‖g‖).
 - ``equilibrium.adai_delta`` / ``_norm`` / ``_time`` / ``_exponents`` — Adai/AdaiW (open,
   REPORTED): measured against the mean-field prediction derived here (mean inertia 1 − β0,
-  M = (2−β0)/β0, theory.effective_step_extra.adai_momentum_factor), and Δ* ∝ η^a λ^b fitted
+  M = (2−β0)/β0, theory.homogeneity.adai_momentum_factor), and Δ* ∝ η^a λ^b fitted
   over runs at 4η and 4λ (predicted a = b = 1/2).
 - ``equilibrium.rootfree_factor`` / ``equilibrium.rootfree_delta`` — root-free rules have no
   equilibrium: r² × ρ per step; ρ and Δ from the lag-corrected fixed point (derived here;
-  the spec's (1−ηλ)² + η²A² with v converged is in the note) in a growing and a shrinking
+  the catalogue's (1−ηλ)² + η²A² with v converged is in the note) in a growing and a shrinking
   setting (10%).
 Adam-type rules run with β2 = 0.9: the relaxation time 1/(2ηλ_eff) assumes v follows E[g²]
 ∝ 1/r² at once; with v's memory ℓ = β2/(1−β2) not ≪ τ the growth term lags and relaxation is
@@ -46,21 +46,25 @@ import pandas as pd
 import sandbox
 import theory
 from sandbox.experiments import rootfree as rf
-from sandbox.experiments.effective_step import run_noise_toy, series
+from sandbox.experiments.effective_step import (leave_one_group_out, run_noise_toy, series,
+                                                whole_run)
 from sandbox.experiments.run_cache import cached, stable_seed
 from sandbox.experiments.weight_decay import (equilibrium_setting, fit_exponents, fit_relaxation,
                                               isotropic_traits, measure_equilibrium,
                                               predict_equilibrium)
 from sandbox.verify import figures
-from sandbox.verify.applicability import toy_hyperparameters
+from sandbox.verify.applicability import theory_rules, toy_hyperparameters
 from sandbox.verify.base import VerifyConfig
+from sandbox.verify.intervals import jackknife_stat, ratio_interval
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
-from theory.effective_step_extra import equilibrium_relaxation, projection_lag_coefficient
+from theory.equilibrium import equilibrium_relaxation
+from theory.homogeneity import projection_lag_coefficient
 
 TITLE = "Weight-decay equilibrium: angle, norm, relaxation (theory §3)"
 NAME = "equilibria"
-VERSION = 1
+VERSION = 2
+GROUPS = 8  # replica groups of the jackknife intervals (sandbox.verify.intervals)
 D, BETA, RF_DELTA = 64, 0.9, 0.01
 MAIN = ("equilibrium.delta", "equilibrium.norm", "equilibrium.time")
 ADAI = ("equilibrium.adai_delta", "equilibrium.adai_norm", "equilibrium.adai_time")
@@ -105,7 +109,7 @@ def _base_hp(spec, s, beta):
 def jobs(cfg: VerifyConfig) -> list[dict]:
     s = sizes(cfg)
     out, seen = [], set()
-    for name in sandbox.available():
+    for name in theory_rules():
         spec = sandbox.info(name)
         hb = spec.momentum_kind == "heavy_ball" and spec.homogeneity > -1
         for beta in ([0.0, BETA] if hb and not spec.projected else [BETA] if hb else [None]):
@@ -168,9 +172,10 @@ def _rootfree_jobs(name, label, base, tr, s):
     return out
 
 
-def plan(cfg: VerifyConfig) -> list[tuple[str, str]]:
-    """The work units (one toy run each) as (first claim, rule label): sizes the progress bar."""
-    return [(j["claims"][0], j["label"]) for j in jobs(cfg)]
+def plan(cfg: VerifyConfig) -> list[tuple[str, str, float]]:
+    """The work units (one toy run each) as (first claim, rule label, weight = steps): a toy
+    run's cost is about proportional to its steps (the progress bar's shares)."""
+    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)]
 
 
 def _run_job(cfg, job, seed):
@@ -178,36 +183,52 @@ def _run_job(cfg, job, seed):
     sigma, r0 = job.get("sigma", 1.0), job.get("r0", 1.0)
     key = {"family": NAME, "version": VERSION, "rule": job["rule"], "hp": job["hp"], "sigma": sigma,
            "r0": r0, "steps": job["steps"], "replicas": s["replicas"], "d": D, "seed": seed,
-           "device": cfg.device}
+           "device": cfg.device, "groups": GROUPS}
     return cached(cfg.family_dir(NAME) / "runs", key, lambda: run_noise_toy(
         job["rule"], job["steps"], s["replicas"], D, r0=r0, sigma=sigma, seed=seed,
-        device=cfg.device, label=job["label"], **job["hp"]))
+        device=cfg.device, label=job["label"], groups=GROUPS, **job["hp"]))
+
+
+def measured(stat, df) -> dict:
+    """{name: (value, 95% interval)}: ``stat(table) -> {name: value}`` on the whole run, with the
+    delete-one-group jackknife over its replica groups (:mod:`sandbox.verify.intervals`)."""
+    return jackknife_stat(stat, whole_run(df), leave_one_group_out(df))
 
 
 # --- rows ----------------------------------------------------------------------------------------
 def _main_rows(job, df, setting, s):
     p = prediction(job["rule"], job["hp"])
     tau_p = p["tau"]
-    m = measure_equilibrium(df, p["k"], 4.5 * tau_p)
     t_fit = max(5.0 / (1.0 - p["beta"]) if p["beta"] else 10.0, 0.5 * tau_p)
-    f = fit_relaxation(df, p["k"], t_from=t_fit, tau_guess=tau_p)
+
+    def stat(d):
+        e = measure_equilibrium(d, p["k"], 4.5 * tau_p)
+        return {"delta": e["delta"], "norm": e["norm"],
+                "tau": fit_relaxation(d, p["k"], t_from=t_fit, tau_guess=tau_p)["tau"]}
+
+    m = measured(stat, df)
+    band = measure_equilibrium(whole_run(df), p["k"], 4.5 * tau_p)
     adai = p["adaptive"]
     ids = ADAI if adai else MAIN
     status = "open" if adai else None
     why = ("mean-field: mean inertia 1−β0, M=(2−β0)/β0 (derived here; status open)" if adai
            else "theory.equilibrium (refined)")
     rows = [
-        make_row(NAME, ids[0], job["label"], setting, p["delta"], m["delta"], 0.05, status=status,
-                 note=f"rms Δ over t ≥ {4.5 * tau_p:.0f}; replica band [{m['delta_q05']:.3g}, "
-                      f"{m['delta_q95']:.3g}]; {why}"),
-        make_row(NAME, ids[1], job["label"], setting, p["norm"], m["norm"], 0.05, status=status,
+        make_row(NAME, ids[0], job["label"], setting, p["delta"], m["delta"][0], 0.05,
+                 status=status, interval=m["delta"][1],
+                 note=f"rms Δ over t ≥ {4.5 * tau_p:.0f}; replica band [{band['delta_q05']:.3g}, "
+                      f"{band['delta_q95']:.3g}]; {why}"),
+        make_row(NAME, ids[1], job["label"], setting, p["norm"], m["norm"][0], 0.05, status=status,
+                 interval=m["norm"][1],
                  note=f"(E r^{2 * (p['k'] + 1):g})^(1/{2 * (p['k'] + 1):g}) over t ≥ {4.5 * tau_p:.0f}"),
-        make_row(NAME, ids[2], job["label"], setting, tau_p, f["tau"], 0.10, status=status,
-                 note=f"fit of y = r^{2 * (p['k'] + 1):g} relaxation for t ≥ {t_fit:.0f} (±{f['tau_se']:.2g}); "
+        make_row(NAME, ids[2], job["label"], setting, tau_p, m["tau"][0], 0.10, status=status,
+                 interval=m["tau"][1],
+                 note=f"fit of y = r^{2 * (p['k'] + 1):g} relaxation for t ≥ {t_fit:.0f}; "
                       f"1/(2(k+1)ηλ_eff) = {p['tau_spec']:.4g}"
                       + (f"; projection-lag correction κ = {p['kappa']:.3g}" if p["kappa"] else "")),
     ]
-    return rows, {"label": job["label"], "rule": job["rule"], "delta": m["delta"],
+    return rows, {"label": job["label"], "rule": job["rule"], "delta": m["delta"][0],
+                  "delta_interval": m["delta"][1],
                   "predicted": p["delta"], "M": p["M"], "projected": bool(p["kappa"]) or
                   isotropic_traits(job["rule"], **job["hp"]).projected,
                   "k": p["k"], "adaptive": adai, "hp": job["hp"]}
@@ -228,6 +249,8 @@ def _ratio_rows(results: list[dict], setting_of) -> list[dict]:
         rows.append(make_row(NAME, "equilibrium.projection_ratio", f"{p['label']} / {u['label']}",
                              setting_of(p), p["predicted"] / u["predicted"],
                              p["delta"] / u["delta"], 0.05, status="open" if p["adaptive"] else "derived",
+                             interval=ratio_interval(p["delta"], p["delta_interval"], u["delta"],
+                                                     u["delta_interval"]),
                              note=f"Δ*(projected)/Δ*(unprojected) at equal η·λ_eff (the ratio of the "
                                   f"two refined predictions); leading order sqrt(M_u/M_p) = "
                                   f"sqrt((1+β)/(1−β)) = {np.sqrt(u['M'] / p['M']):.4g}"))
@@ -272,20 +295,24 @@ def _adai_exponent_rows(scan):
     return rows
 
 
-def _rootfree_rows(job, df, setting):
-    p = rf.predict_geometric(job["rule"], D, **job["hp"])
+def _rootfree_measures(df) -> dict:
     t, delta = series(df, "delta")
     _, r = series(df, "norm")
     w = t >= t.max() / 2
-    log_rho = float(np.polyfit(t[w], np.log(r[w] ** 2), 1)[0])
-    d_meas = float(np.sqrt(np.mean(delta[w] ** 2)))
+    return {"log_rho": float(np.polyfit(t[w], np.log(r[w] ** 2), 1)[0]),
+            "delta": float(np.sqrt(np.mean(delta[w] ** 2)))}
+
+
+def _rootfree_rows(job, df, setting):
+    p = rf.predict_geometric(job["rule"], D, **job["hp"])
+    m = measured(_rootfree_measures, df)
     return [make_row(NAME, "equilibrium.rootfree_factor", job["label"], setting, p["log_rho"],
-                     log_rho, 0.10, status="derived",
+                     m["log_rho"][0], 0.10, status="derived", interval=m["log_rho"][1],
                      note=f"ln ρ per step (no equilibrium: r² × ρ); lag c_v = {p['lag']:.3g}; spec "
                           f"(1−ηλ)²+Mη²A² (v converged): ln = {p['spec_log_rho']:.4g}"),
-            make_row(NAME, "equilibrium.rootfree_delta", job["label"], setting, p["delta"], d_meas,
-                     0.10, status="derived",
-                     note=f"spec arctan(ηA/(1−ηλ)) (v converged) = {p['spec_delta']:.4g}")]
+            make_row(NAME, "equilibrium.rootfree_delta", job["label"], setting, p["delta"],
+                     m["delta"][0], 0.10, status="derived", interval=m["delta"][1],
+                     note=f"catalogue's arctan(ηA/(1−ηλ)) (v converged) = {p['spec_delta']:.4g}")]
 
 
 def run(cfg: VerifyConfig) -> pd.DataFrame:
@@ -335,34 +362,22 @@ def _curves(job, df) -> pd.DataFrame:
 
 
 def plot(results: pd.DataFrame, cfg: VerifyConfig):
-    import seaborn as sns
-
     out = []
     res = results[results["claim"].isin(["equilibrium.delta", "equilibrium.adai_delta",
                                          "equilibrium.adam_l2", "equilibrium.rootfree_delta"])]
     if not res.empty:
-        fig, axes = figures.grid(1, 1, width=7.5, height=4.5)
-        fig.subplots_adjust(left=0.28)
-        ax = axes[0, 0]
-        long = pd.concat([res.assign(value=res["predicted"], what="predicted"),
-                          res.assign(value=res["measured"], what="measured")])
-        sns.pointplot(data=long, y="rule", x="value", hue="what", ax=ax, linestyle="none",
-                      markers=["|", "o"], dodge=0.3, palette={"predicted": "k", "measured": "C1"})
-        ax.set_xscale("log")
-        ax.set_xlabel("equilibrium (or constant) rms angular step Δ* (rad)")
-        ax.set_ylabel("")
-        ax.set_title("Δ* per rule: predicted (|) vs measured (o)", fontsize=8)
+        fig, axes = figures.grid(1, 1, width=6.4, height=0.32 * len(res) + 1.6)
+        figures.forest(axes[0, 0], res, "equilibrium (or constant) rms angular step Δ* (rad)")
+        axes[0, 0].set_title("Δ* per rule on the noise toy (d = 64): predicted vs measured")
         out.append(figures.save(fig, cfg.family_dir(NAME) / "equilibria_delta.png"))
     path = cfg.family_dir(NAME) / "curves.csv"
     if path.exists():
         c = pd.read_csv(path)
-        main = c[c["kind"] == "main"].assign(toy="noise d=64", rule=lambda f: f["label"])
+        main = c[c["kind"] == "main"].assign(rule=lambda f: f["label"])
         if not main.empty:
-            fig, axes = figures.grid(1, 1, width=7.5, height=4.5)
-            fig.subplots_adjust(left=0.12)
-            figures.predicted_vs_measured(axes[0, 0], main, ylabel="‖w_t‖ (rms over replicas)",
-                                          logy=True)
-            axes[0, 0].set_title("relaxation to the equilibrium norm (line: theory, τ with "
-                                 "projection lag)", fontsize=8)
+            fig, axes = figures.grid(1, 1, width=6.4, height=3.6)
+            figures.predicted_vs_measured(axes[0, 0], main, keys=("rule",), outside=True,
+                                          ylabel="weight norm ‖w_t‖ (units of ‖w_0‖)")
+            axes[0, 0].set_title("relaxation to the equilibrium norm (τ with projection lag)")
             out.append(figures.save(fig, cfg.family_dir(NAME) / "equilibria_norm.png"))
     return out

@@ -10,9 +10,10 @@ Claims (ids from ``theory.catalogue``; predictions from :mod:`theory.escape`):
 - ``escape.<family>`` (sgd, heavy_ball, adam, adai, rootfree) — the law of −log Γ in k: 1/k,
   1/√k or k⁰. ``predicted`` is the predicted law's exponent α (E ∝ k^−α), ``measured`` the
   exponent of the law the data follow (the candidate with the smallest AIC of the
-  Kramers-corrected fits, :mod:`sandbox.escape.laws`); tolerance 0.25 (the laws are 0.5 apart),
-  so PASS means "the data follow the predicted law". The note gives the continuous estimate α̂
-  with its 95% interval and whether the other laws are rejected ("separated").
+  Kramers-corrected fits, :mod:`sandbox.escape.laws`), its interval the exponents of every law
+  the data do not reject at 95%; tolerance 0.25 (the laws are 0.5 apart). So PASS means "the
+  data follow the predicted law and reject the others", INCONCLUSIVE "the data cannot tell the
+  predicted law from another". The note gives the continuous estimate α̂ with its interval.
 - ``escape.<family>.B``, ``escape.<family>.eta`` — the same for the batch size (E ∝ B or √B) and
   the learning rate (E ∝ 1/η).
 - ``escape.<family>.slope`` — REPORTED: the coefficient of the law (Kramers-corrected fit)
@@ -34,7 +35,7 @@ import pandas as pd
 
 from sandbox.escape.arms import ARMS
 from sandbox.escape.experiment import EscapeExperiment, run_experiment, sweep_runs
-from sandbox.escape.laws import LAWS
+from sandbox.escape.laws import LAWS, TOLERANCE, law_measurement
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.rows import make_row, progress, rows_frame
 
@@ -44,7 +45,6 @@ FAMILY_OF = {name: arm.family for name, arm in ARMS.items()}
 SUFFIX = {"k": "", "B": ".B", "eta": ".eta"}
 CLAIMS = tuple(f"escape.{fam}{suf}" for fam in dict.fromkeys(FAMILY_OF.values())
                for suf in ("", ".B", ".eta", ".slope")) + ("escape.kramers",)
-TOLERANCE = 0.25  # half the spacing between candidate exponents
 
 
 def _experiment(cfg: VerifyConfig) -> EscapeExperiment | None:
@@ -56,19 +56,24 @@ def _experiment(cfg: VerifyConfig) -> EscapeExperiment | None:
               if any(fnmatch.fnmatchcase(c, cfg.only) for c in CLAIMS if c.startswith(f"escape.{fam}"))}
     if fnmatch.fnmatchcase("escape.kramers", cfg.only):
         wanted.add("sgd")
-    designs = tuple(type(d)(d.problem, d.spectators, tuple(r for r in d.rules if r in wanted), d.sweeps)
-                    for d in exp.designs)
+    from dataclasses import replace
+
+    designs = tuple(replace(d, rules=tuple(r for r in d.rules if r in wanted)) for d in exp.designs)
     designs = tuple(d for d in designs if d.rules)
     if not designs:
         return None
-    from dataclasses import replace
-
     return replace(exp, designs=designs)
 
 
-def plan(cfg: VerifyConfig) -> list[tuple[str, str]]:
+def plan(cfg: VerifyConfig) -> list[tuple[str, str, float]]:
+    """One unit per optimizer run of a sweep, weighted by its particle-steps (cells × points ×
+    particles × coordinates: the progress bar's shares)."""
     exp = _experiment(cfg)
-    return [] if exp is None else [(label, rules) for label, rules, *_ in sweep_runs(exp)]
+    if exp is None:
+        return []
+    return [(label, rules, float(len(rules.split(",")) * len(fs) * (len(ks) + len(extra))
+                                 * (1 + 0.5 * len(d.spectators))))
+            for label, rules, d, ks, Bs, fs, extra in sweep_runs(exp)]
 
 
 def run(cfg: VerifyConfig) -> pd.DataFrame:
@@ -99,13 +104,12 @@ def _law_rows(decisions: pd.DataFrame, fits: pd.DataFrame, rates: pd.DataFrame,
         claim = f"escape.{fam}{SUFFIX[r.variable]}"
         alpha_pred = LAWS[r.variable][r.law_pred]
         setting = f"{r.problem}: {r.variable} in {r.range} at {r.at}; {size}"
-        note = (f"data follow {r.law} (smallest AIC), other laws "
-                f"{'rejected' if r.separated else 'NOT rejected'} at 95%; predicted {r.law_pred}; "
-                f"continuous exponent {r.alpha_hat:.2f} [{r.alpha_lo:.2f}, {r.alpha_hi:.2f}]; "
-                f"chi2/dof {r.chi2_min:.2f}/{r.dof}")
-        measured = LAWS[r.variable].get(r.law, float("nan"))  # NaN: fewer than 3 fitted points
+        note = (f"data follow {r.law} (smallest AIC); laws not rejected at 95%: {r.laws_kept}; "
+                f"predicted {r.law_pred}; continuous exponent {r.alpha_hat:.2f} "
+                f"[{r.alpha_lo:.2f}, {r.alpha_hi:.2f}]; chi2/dof {r.chi2_min:.2f}/{r.dof}")
+        measured, interval = law_measurement(r)
         rows.append(make_row(NAME, claim, r.rule, setting, alpha_pred, measured, TOLERANCE,
-                             "exponent", note=note))
+                             "exponent", note=note, interval=interval))
         if r.variable != "k" or alpha_pred == 0:
             continue
         f = fits[(fits.rule == r.rule) & (fits.problem == r.problem) & (fits.variable == "k")
@@ -115,10 +119,9 @@ def _law_rows(decisions: pd.DataFrame, fits: pd.DataFrame, rates: pd.DataFrame,
             rows.append(make_row(
                 NAME, f"escape.{fam}.slope", r.rule, setting, _slope_prediction(rates, r, alpha_pred),
                 f.slope, TOLERANCE,
-                "relative", status="open",
-                note=f"coefficient of {r.law_pred} in -log Gamma (Kramers-corrected fit), 95% CI "
-                     f"[{f.slope_lo:.3g}, {f.slope_hi:.3g}], R2 {f.r2:.4f}; theory's "
-                     f"leading-order constant, not graded"))
+                "relative", status="open", interval=(f.slope_lo, f.slope_hi),
+                note=f"coefficient of {r.law_pred} in -log Gamma (Kramers-corrected fit), "
+                     f"R2 {f.r2:.4f}; theory's leading-order constant, not graded"))
     return rows
 
 
@@ -133,8 +136,9 @@ def _kramers_rows(rates: pd.DataFrame, B_ref: float, size: str) -> list[dict]:
                        f"double_well: k={r.k:.4g} B={r.B:g} lr={r.lr:.4g} (eta*H_a={r.lr * r.H_a:.3g}, "
                        f"dL/T={r.predicted_exponent:.3g}); {size}",
                        r.predicted_neg_log_rate, r.neg_log_rate, float(np.log(1.1)), "absolute",
-                       note=f"-log Gamma in nats, 95% CI [{r.nlr_lo:.3f}, {r.nlr_hi:.3f}]; outside "
-                            f"the graded regime (dL/T >~ 5 and eta*H << 1), reported")
+                       interval=(r.nlr_lo, r.nlr_hi),
+                       note="-log Gamma in nats; outside the graded regime (dL/T >~ 5 and "
+                            "eta*H << 1), reported")
         row["verdict"] = "REPORTED"
         rows.append(row)
     return rows

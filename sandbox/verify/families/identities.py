@@ -1,7 +1,7 @@
 r"""Theory §1: exact identities on scale-invariant weights, checked to float64 round-off at every
 step, through the registry's real optimizers on the batched toys.
 
-Claims (predictions from ``theory.identities``; ``theory.identities_extra`` for decoupled decay):
+Claims (predictions from ``theory.identities``; ``exp_lr_decoupled`` for decoupled decay):
 
 - ``identity.orthogonality`` — ⟨w, ∇f(w)⟩ = 0 and ∇f(cw) = ∇f(w)/c on every toy (AdamP §2).
 - ``identity.gd`` — r_{t+1}² = r_t² + η²‖g_t‖²; unprojected rules of degree k = 1 with heavy-ball
@@ -12,14 +12,14 @@ Claims (predictions from ``theory.identities``; ``theory.identities_extra`` for 
 - ``identity.heavy_ball`` — r_{t+1}² = r_t² + η²‖p_t‖² + 2η² Σ_{k<t} β^{t−k}‖p_k‖² (AdamP lemma),
   p_t = (w_t − w_{t+1})/η measured; unprojected k = 1 rules with heavy-ball or EMA momentum β = 0.9.
 - ``identity.projected`` — r_{t+1}² = a² r_t² + η²‖q_t‖² for every projected rule, without decay
-  (a = 1, the spec's form) and with weight decay, a = 1 − η λ_eff (``theory.effective_decay``:
+  (a = 1, the catalogue's form) and with weight decay, a = 1 − η λ_eff (``theory.effective_decay``:
   λ·wd_ratio(/(1−β)) decoupled, 0 for a coupled L2 that the projection removes).
 - ``identity.exp_lr`` / ``identity.exp_lr_momentum`` — weight decay ≡ exponential learning rate
   (Li & Arora, ICLR 2020): a run with decay and a run without, at η_t = η α^{−2t−1}, keep the same
   directions, with ‖x_t‖/‖w_t‖ = α^{−t}. Coupled L2 (torch SGD): α from x² − (1+γ−ηλ)x + γ = 0 and
   the no-decay run's buffer started at −(1−α)/(αη)·w_0 (``theory.exp_lr_state_map``); decoupled
-  (SGDP): α = 1 − ηλ_eff, momentum γα, zero buffers (``theory.identities_extra``). With γ > 0 and
-  both buffers at zero (the spec's wording) the runs differ: REPORTED with the measured angle.
+  (SGDP): α = 1 − ηλ_eff, momentum γα, zero buffers (``theory.identities.exp_lr_decoupled``). With γ > 0 and
+  both buffers at zero (the catalogue's wording) the runs differ: REPORTED with the measured angle.
 
 The exact limit (every ``eps``/``proj_eps`` = 0, :func:`~sandbox.verify.applicability.exact_limit`)
 is used throughout: AdamP's ŵ = w/(‖w‖ + eps) is otherwise off by O(eps/‖w‖). Each measured
@@ -42,8 +42,8 @@ from sandbox.verify.applicability import (claim_hyperparameters, exact_limit, mo
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
-from sandbox.verify.tracking import angle_between, new_optimizer, replica_rows, track
-from theory.identities_extra import exp_lr_decoupled
+from sandbox.verify.tracking import angle_between, new_optimizer, prime_state, replica_rows, track
+from theory.identities import exp_lr_decoupled
 
 TITLE = "Exact identities on scale-invariant weights (theory §1)"
 NAME = "identities"
@@ -238,13 +238,13 @@ def _exp_lr(cfg, claim, rule, kind, o):
                                                wd_ratio={**spec.defaults, **hp_a}["wd_ratio"]))
         res = exp_lr_decoupled(eta, lam_eff, T, gamma)
         alpha, sched, mom_b, buf0 = res["a"], res["schedule"], res["momentum"], None
-        how = f"decoupled, lam_eff={lam_eff:.4g}, theory.identities_extra, momentum(B)={mom_b:.6g}"
+        how = f"decoupled, lam_eff={lam_eff:.4g}, theory.identities.exp_lr_decoupled, momentum(B)={mom_b:.6g}"
     if o.get("zero"):
         buf0, how = None, "spec wording: zero buffers in both runs (no equivalence predicted)"
     hp_b = {**hp_a, "weight_decay": 0.0, **momentum_hyper(spec, mom_b)}
     opt_a = new_optimizer(rule, toys[0], hp_a)
     opt_b = new_optimizer(rule, toys[1], hp_b,
-                          None if buf0 is None else lambda opt, w: opt.state[w].update({buffer_key: buf0.clone()}))
+                          None if buf0 is None else lambda opt, w: prime_state(opt, w, {buffer_key: buf0}))
     angle = np.zeros((sz["replicas"], T + 1))
     ratio = np.zeros((sz["replicas"], T + 1))
     ratio[:, 0] = 1.0
@@ -279,33 +279,45 @@ PANELS = (("identity.gd", "r_t²/r_0²"), ("identity.heavy_ball", "r_t²/r_0²")
 
 
 def plot(results: pd.DataFrame, cfg: VerifyConfig):
+    """A row per identity: its quantity, predicted (line) and measured (markers, median over
+    replicas, band 5–95%), and the residual (max over replicas) against the tolerance; the
+    orthogonality residuals last."""
     path = cfg.family_dir(NAME) / "curves.csv"
     curves = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=["claim"])
-    fig, axes = figures.grid(2, len(PANELS) + 1)
+    fig, axes = figures.grid(len(PANELS) + 1, 2, width=3.4, height=2.5)
+    axes = axes.T  # axes[0, j]: the quantity of claim j, axes[1, j]: its residual
     curves = curves.assign(variant=curves.get("variant", pd.Series("", index=curves.index)))
     curves["variant"] = curves["variant"].astype(object).where(curves["variant"].notna(), "")
     keys = ("rule", "toy", "variant")
     for j, (claim, ylab) in enumerate(PANELS):
         c = curves[curves["claim"] == claim]
-        if claim == "identity.projected":  # the spec's no-decay form on top, every run below
+        if claim == "identity.projected":  # the catalogue's no-decay form on top, every run below
             c = c[c["setting"].str.contains(r"weight_decay=0(?:\s|$)")]
-        figures.predicted_vs_measured(axes[0, j], c, ylabel=f"{ylab} (dimensionless)", keys=keys)
-        axes[0, j].set_title(f"{claim}: median over replicas, band 5–95%", fontsize=8)
+        figures.predicted_vs_measured(axes[0, j], c, ylabel=f"{ylab}", keys=keys, legend=False)
+        axes[0, j].set_title(claim)
         figures.residuals(axes[1, j], curves[curves["claim"] == claim], TOL_TRAJ, keys=keys,
-                          ylabel="max residual over replicas (relative)")
+                          ylabel="max residual (relative)", outside=True)
+        axes[1, j].set_title("residual, max over replicas")
     o = results[results["claim"] == "identity.orthogonality"] if not results.empty else results
     ax = axes[1, -1]
     if o is not None and not o.empty:
+        from sandbox.plotting import colors
+
         o = o.assign(toy=o["setting"].str.extract(r"toy=(\S+)")[0],
                      check=np.where(o["setting"].str.contains("<w,g>"), "<w,g>=0", "∇f(cw)=∇f(w)/c"),
                      residual=np.maximum(o["measured"].astype(float), figures.TINY))
-        import seaborn as sns
-        sns.stripplot(data=o, x="toy", y="residual", hue="check", ax=ax, size=6, log_scale=True)
-        ax.axhline(TOL_EVAL, ls="--", color="k", lw=1)
+        toys = list(dict.fromkeys(o["toy"]))
+        pal = colors(o["check"])
+        for i, (check, part) in enumerate(o.groupby("check", sort=False)):
+            x = np.array([toys.index(t) for t in part["toy"]]) + (i - 0.5) * 0.25
+            ax.plot(x, part["residual"], "o", color=pal[check], label=check, zorder=2)
+        ax.set_yscale("log")
+        ax.set_xticks(range(len(toys)), toys, rotation=90)
+        ax.axhline(TOL_EVAL, ls="--", color="k", lw=1, zorder=3, label="tolerance")
         ax.set_ylabel("residual (relative)")
         ax.set_xlabel("toy")
-        ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-        ax.set_title("identity.orthogonality", fontsize=9)
+        ax.set_title("identity.orthogonality")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     else:
         ax.set_visible(False)
     axes[0, -1].set_visible(False)

@@ -35,8 +35,10 @@ import theory
 from sandbox.toys import GradientStream, NoisyQuadratic, NormalizedLinearToy, Reparametrised
 from sandbox.verify import figures
 from sandbox.verify.applicability import (claim_hyperparameters, exact_limit, momentum_of,
-                                          rules_where, theory_traits)
+                                          rules_where, theory_rules, theory_traits)
 from sandbox.verify.base import VerifyConfig
+from sandbox.verify.intervals import t_interval
+from sandbox.verify.tracking import prime_state
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
 
@@ -79,8 +81,7 @@ def prime_start(opt, stack: Reparametrised, spec, hp, batch_size: int) -> list[s
     """Transform every non-zero initial state with its variant's gradient scale c·D."""
     scale = (stack.loss_scale * stack.diag).expand_as(stack.w)
     keys = [NONZERO_START[s.name] for s in spec.stages(hp) if s.name in NONZERO_START]
-    for key in keys:
-        opt.state[stack.w][key] = (scale ** 2 / batch_size).clone()
+    prime_state(opt, stack.w, {key: scale ** 2 / batch_size for key in keys}, hp)
     return keys
 
 
@@ -101,7 +102,7 @@ def _run_stack(stack: Reparametrised, rule: str, hp: dict, steps: int, prime: bo
 
 
 def _jobs(cfg):
-    every = sandbox.available()
+    every = theory_rules()
     k0 = rules_where(lambda s: s.homogeneity == 0)
     rf = rules_where(lambda s: s.homogeneity == -1)
     contrast = {}
@@ -317,7 +318,7 @@ def _newton(cfg, claim, rule, o):
                          seed=o["seed"], device=cfg.device)
     hp = claim_hyperparameters(spec, spec.defaults["lr"], B, **FAST_FORGET)
     opt = sandbox.create(rule, toy.param_groups(), **hp)
-    acc, n, trace = torch.zeros(d, dtype=torch.float64), 0, []
+    acc, n, trace = torch.zeros(sz["R_newton"], d, dtype=torch.float64), 0, []
     H = toy.curvatures.cpu()
     for t in range(T):
         toy.fill_grad()
@@ -325,9 +326,11 @@ def _newton(cfg, claim, rule, o):
         bv = B * opt.state[toy.w]["exp_avg_sq"].cpu()  # (R, d)
         trace.append((bv / H).mean(0).numpy())
         if t >= T // 2:
-            acc += bv.mean(0)
+            acc += bv.reshape(acc.shape)
             n += 1
-    measured = (acc / n / H).numpy()
+    per_replica = (acc / n / H).numpy()  # (R, d): the replicas are independent
+    measured = per_replica.mean(0)
+    se = per_replica.std(0, ddof=1) / np.sqrt(per_replica.shape[0])
     full = {**spec.defaults, **hp}
     pred = theory.noisy_quadratic_newton_step(H.numpy(), B, full["lr"], theory_traits(rule, hp),
                                               damping=full["eps"])["ratio"]
@@ -336,7 +339,9 @@ def _newton(cfg, claim, rule, o):
     setting = setting_text(toy="noisy-quadratic", lr=full["lr"], T=T, R=sz["R_newton"], B=B, d=d,
                            H="1..100") + " " + setting_text(**{k: full[k] for k in FAST_FORGET if k in full})
     row = make_row(NAME, claim, rule, setting, float(pred[i]), float(measured[i]), TOL_NEWTON,
-                   note=f"B v / H averaged over replicas and steps {T // 2}..{T - 1}; worst of {d} "
+                   interval=t_interval(measured[i], se[i], per_replica.shape[0] - 1),
+                   note=f"B v / H averaged over replicas and steps {T // 2}..{T - 1} (interval over "
+                        f"the replicas); worst of {d} "
                         f"coordinates (H={H[i]:.3g}); all: {np.round(measured, 3).tolist()}")
     trace = np.asarray(trace)  # (T, d)
     curve = pd.concat([_curve(claim, rule, setting, np.arange(1, T + 1), np.full(T, pred[j]),
@@ -351,32 +356,34 @@ def plot(results: pd.DataFrame, cfg: VerifyConfig):
         columns=["claim", "variant", "measured"])
     curves["variant"] = curves["variant"].astype(object).where(curves["variant"].notna(), "")
     curves = curves.assign(residual=curves["measured"])
-    fig, axes = figures.grid(1, 5, width=4.6, height=4.6)
+    fig, axes = figures.grid(3, 2, width=5.4, height=3.0)
+    axes[2, 1].set_visible(False)
+    axes = axes.reshape(1, -1)[:, [0, 1, 2, 3, 4]]
     keys = ("rule", "variant")
     factor = curves["claim"].isin(["invariance.adam_loss_scale",
                                    "invariance.rootfree_reparam.update_factor"])
     c = curves[factor & (curves["variant"] == "")]
     c = c.assign(variant=np.where(c["claim"].str.contains("reparam"), "θ = Dφ", "loss × c"))
-    figures.residuals(axes[0, 0], c, TOL_TRAJ, keys=keys,
-                      ylabel="max ‖u_s − F⊙u‖ / ‖F⊙u‖ (F = c^k or D^(k+1))")
-    axes[0, 0].set_title("update factors c^k, D^(k+1): gradient stream", fontsize=8)
+    figures.residuals(axes[0, 0], c, TOL_TRAJ, keys=keys, outside=True,
+                      ylabel="max ‖u_s − F⊙u‖/‖F⊙u‖ (relative)")
+    axes[0, 0].set_title("update factors c^k, D^(k+1)")
     c = curves[factor & (curves["variant"] == "default v0")]
     c = c.assign(variant=np.where(c["claim"].str.contains("reparam"), "θ = Dφ", "loss × c"))
     c = c.assign(predicted=np.maximum(c["predicted"], figures.TINY),
                  measured=np.maximum(c["measured"], figures.TINY))
-    figures.predicted_vs_measured(axes[0, 1], c, keys=keys, logx=False,
-                                  ylabel="factor deviation (line: theory, first order)")
-    axes[0, 1].set_title("root-free, default v0 = 1/B: forgetting the start", fontsize=8)
+    figures.predicted_vs_measured(axes[0, 1], c, keys=keys, logx=False, outside=True,
+                                  ylabel="factor deviation (dimensionless)")
+    axes[0, 1].set_title("root-free, v0 = 1/B: the start forgotten")
     c = curves[curves["claim"] == "invariance.adam_loss_scale.trajectory"]
-    figures.residuals(axes[0, 2], c, TOL_TRAJ, keys=keys,
-                      ylabel="max ‖θ_c − θ_1‖/‖θ_1‖ over replicas")
-    axes[0, 2].set_title("loss × c on a BatchNorm layer: trajectories", fontsize=8)
+    figures.residuals(axes[0, 2], c, TOL_TRAJ, keys=keys, outside=True,
+                      ylabel="max ‖θ_c − θ_1‖/‖θ_1‖ (relative)")
+    axes[0, 2].set_title("loss × c, BatchNorm layer: trajectories")
     c = curves[curves["claim"] == "invariance.rootfree_reparam"]
-    figures.residuals(axes[0, 3], c, TOL_TRAJ, keys=keys,
-                      ylabel="max ‖θ_t − D φ_t‖/‖θ_t‖ over replicas")
-    axes[0, 3].set_title("root-free, θ = D φ: trajectories (noisy quadratic)", fontsize=8)
+    figures.residuals(axes[0, 3], c, TOL_TRAJ, keys=keys, outside=True,
+                      ylabel="max ‖θ_t − Dφ_t‖/‖θ_t‖ (relative)")
+    axes[0, 3].set_title("root-free, θ = D φ: trajectories")
     c = curves[curves["claim"] == "invariance.rootfree_newton"]
-    figures.predicted_vs_measured(axes[0, 4], c, keys=keys, logy=False,
+    figures.predicted_vs_measured(axes[0, 4], c, keys=keys, logy=False, outside=True,
                                   ylabel="B·v / H (mean over replicas)")
-    axes[0, 4].set_title("root-free preconditioner → diag H (Newton)", fontsize=8)
+    axes[0, 4].set_title("root-free B·v → diag H (Newton)")
     return [figures.save(fig, cfg.family_dir(NAME) / "invariances.png")]

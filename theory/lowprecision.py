@@ -1,4 +1,4 @@
-r"""bfloat16 predictions for notebook 05 (pure numpy): what rounding does to a step and to an EMA.
+r"""bfloat16 predictions (pure numpy): what rounding does to a step and to an EMA (notebook 05).
 
 bfloat16 keeps 8 significant bits (7 stored + the implicit one) and float32's exponent range, and
 rounds to nearest, ties to even (RNE). For x in [2^e, 2^{e+1}) the spacing is ulp(x) = 2^{e−7},

@@ -1,17 +1,16 @@
-"""Effective-step predictions that theory.homogeneity / theory.equilibrium leave open (§2, §3).
+"""Root-free rules (k = −1) in their geometric regime and through the damping crossover (§2, §3).
 
-1. Root-free rules (k = −1) in their geometric regime, with the second-moment LAG: the radius
-   grows by a constant factor per step, so the EMA v (memory 1/(1−β2) steps) remembers larger
-   gradients than the current one and over-estimates E[g²] by c_v = (1−β2)/(1−β2ρ). This
-   lowers the scale-free update size A, which lowers the growth factor ρ: a fixed point
-   (:func:`rootfree_stationary`). Without the lag (ρ → 1) it reduces to the spec's
-   Δ = arctan(ηA), r² × (1 + M η²A²) per step (spec theory.md §2 — with the momentum factor M
-   that the spec's r_t = r_0(1+η²A²)^{t/2} omits).
-2. The damping crossover profile Δ(r) (:func:`rootfree_delta_profile`), quasi-static.
-3. Adai's momentum factor for the §2 asymptote (:func:`adai_momentum_factor`).
+The radius grows by a constant factor per step, so the EMA v (memory 1/(1−β2) steps) remembers
+larger gradients than the current one and over-estimates E[g²] by c_v = (1−β2)/(1−β2ρ). This
+lowers the scale-free update size A, which lowers the growth factor ρ: a fixed point
+(:func:`rootfree_stationary`). Without the lag (ρ → 1) it reduces to the catalogue's
+Δ = arctan(ηA), r² × (1 + M η²A²) per step (docs/theory.md §2 — with the momentum factor M
+that the published-style r_t = r_0(1+η²A²)^{t/2} omits). :func:`rootfree_delta_profile` is the
+quasi-static Δ(r) through the damping crossover.
 
-Status of all three: derived here (mean-field: per-element second moments replaced by their
-mean, uncorrelated tangential noise); checked by ``python -m sandbox verify --only 'asymptote.*'``.
+Status: derived here (mean field: per-element second moments replaced by their mean,
+uncorrelated tangential noise); checked by ``python -m sandbox verify --only 'asymptote.*'``
+and ``--only 'equilibrium.rootfree*'``.
 """
 from __future__ import annotations
 
@@ -175,92 +174,3 @@ def rootfree_delta_profile(r, eta, N2, beta, beta2, *, precond_unit, damping, ga
     if knots.size == 1:
         return np.full_like(r, vals[0])
     return np.exp(np.interp(np.log(r), np.log(knots), np.log(vals)))
-
-
-def adai_momentum_factor(beta0, ratio_var=0.0):
-    r"""M of Adai's per-element EMA for the §2 asymptote Δ_t → 1/sqrt(2 M t) (k = 1).
-
-    Adai's β1,i = 1 − β0 x_i with x_i = v̂_i/v̄; the mean of x over the elements is exactly 1
-    (v̄ IS the mean of v̂), so the mean inertia is 1 − β0 whatever the spread (when no clipping).
-    For an EMA m_i = β_i m_i + (1−β_i) g_i the DC gain is 1 for every β_i, so each element still
-    pushes the radius as plain SGD does (growth of r² = η² E‖g‖² per step), while the step size
-    is E‖u‖² = η² Σ_i E[g_i²] (1−β_i)/(1+β_i). Hence, for isotropic noise,
-
-        1/M = mean_i (1−β_i)/(1+β_i) = mean_i β0 x_i/(2 − β0 x_i)
-            ≈ β0/(2−β0) + ½ f''(1) Var(x),   f''(1) = 4 β0²/(2 − β0)³,
-
-    M = (2−β0)/β0 = 19 at the default β0 = 0.1 (same as EMA momentum 0.9). ``ratio_var``:
-    Var(v̂_i/v̄) — about 2(1−β2)/(1+β2) ≈ 0.01 on the noise toy, a 0.06% correction.
-    Status: derived here (mean field; per-element β1 slowly varying and uncorrelated with the
-    current gradient). Regime: Δ ≪ β0, no clipping (β0 x_i < 1).
-    """
-    inv = beta0 / (2.0 - beta0) + 0.5 * 4 * beta0 ** 2 / (2.0 - beta0) ** 3 * ratio_var
-    return 1.0 / inv
-
-
-def projection_lag_coefficient(beta, projected, project_buffer):
-    """κ in A_eff² = A²/(1 + κ Δ²): what a projection removes from a lagging momentum buffer.
-
-    The buffer p lags the rotating weight; its radial part relative to w_t is about
-    −(β/(1−β)) Δ ‖p‖ (theory.toy.toy_update_size_sq). Projecting only the applied update
-    (AdamP, Adai+P, timm SGDP) removes it every step: κ = β²/(1−β)² (81 at β = 0.9). Projecting
-    the stored buffer in place (official SGDP) removes only the one-step part β²Δ²‖p‖² per step:
-    κ = β²/(1−β²) (4.3 at β = 0.9). Unprojected rules: 0. Status: derived (theory.toy).
-    """
-    if not projected or not beta:
-        return 0.0
-    return beta ** 2 / (1 - beta ** 2) if project_buffer else beta ** 2 / (1 - beta) ** 2
-
-
-def angular_step_mean_field(steps, r0, eta, A, k, M, kappa=0.0):
-    r"""Mean-field Δ_t and r_t (rms) for k > −1 without decay, including the projection lag.
-
-    Recursion over steps t = 0..steps−1 for y = r^{2(k+1)} (theory.homogeneity.norm_curve's
-    dy/dt = (k+1) M η² A², with the applied update reduced by the projection of a lagging
-    buffer, A_eff² = A²/(1 + κ Δ²)):
-
-        Δ_t² (1 + κ Δ_t²) = η² A²/y_t,     y_{t+1} = y_t + (k+1) M η² A²/(1 + κ Δ_t²).
-
-    For κ = 0 this is Δ_t = 1/sqrt((k+1)M(t + t0)), t0 = y_0/((k+1)Mη²A²). For κ > 0 the
-    approach to the same asymptote is slow: Δ_t^{-2} ≈ (k+1)(t − κ ln t + const) (M = 1), so at
-    finite t the slope of Δ^{-2} is (k+1)(1 − κ/t) — e.g. AdamP (κ = 81) is 10% below its
-    asymptotic constant around t = 800. This is the regime condition Δ ≪ 1 − β of §2 made
-    quantitative. Returns (Δ_t, r_t) as arrays of length ``steps``. Status: derived here.
-    """
-    y = np.empty(steps)
-    dl = np.empty(steps)
-    y[0] = float(r0) ** (2 * (k + 1))
-    e2 = (eta * A) ** 2
-    for t in range(steps):
-        q = e2 / y[t]
-        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
-        dl[t] = np.arctan(np.sqrt(d2))
-        if t + 1 < steps:
-            y[t + 1] = y[t] + (k + 1) * M * e2 / (1 + kappa * d2)
-    return dl, y ** (1 / (2 * (k + 1)))
-
-
-def equilibrium_relaxation(eta, A, x, k, M=1.0, kappa=0.0) -> dict:
-    r"""Equilibrium y* = r*^{2(k+1)} and relaxation time τ with the projection lag κ.
-
-    dy/dt = (k+1) (M η² A²/(1 + κ Δ²) − 2 x y), Δ² (1 + κ Δ²) = η² A²/y, x = η λ_eff
-    (theory.homogeneity.norm_curve with A_eff² = A²/(1 + κΔ²), projection_lag_coefficient).
-    y* is the root, τ = −1/(dF/dy)(y*). For κ = 0: y* = M η² A²/(2x) and τ = 1/(2(k+1)x)
-    (theory.equilibrium). For κ > 0 the growth term rises with y (a larger radius means a
-    smaller Δ and less of the buffer projected away), which SLOWS the relaxation: AdamP at
-    β1 = 0.9, x = 2e-3 (κΔ*² = 0.32) relaxes in τ ≈ 1.3/(2x), not 1/(2x). Status: derived here.
-    """
-    def growth(y):
-        q = (eta * A) ** 2 / y
-        d2 = q if kappa == 0 else (np.sqrt(1 + 4 * kappa * q) - 1) / (2 * kappa)
-        return M * (eta * A) ** 2 / (1 + kappa * d2)
-
-    def F(y):
-        return (k + 1) * (growth(y) - 2 * x * y)
-
-    y0 = M * (eta * A) ** 2 / (2 * x)
-    y_star = brentq(F, y0 * 1e-6, y0 * 2, xtol=1e-14 * y0, rtol=1e-13)
-    h = 1e-6 * y_star
-    slope = (F(y_star + h) - F(y_star - h)) / (2 * h)
-    return {"y_star": float(y_star), "norm": float(y_star ** (1 / (2 * (k + 1)))),
-            "tau": float(-1.0 / slope)}

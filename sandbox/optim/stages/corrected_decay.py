@@ -68,6 +68,7 @@ class corrected_decay(Stage):
     """
 
     name = "corrected_decay"
+    reductions = ()  # element-wise (a sharded parameter steps shard by shard)
     hypers = (H.weight_decay(0.0, "", "weight decay λ"), NORMALIZED, LR_MAX)
     traits = StageTraits(decays=True)
     state = {"lr_max": "the largest lr seen at a step (γ_max when lr_max is None); one number, "

@@ -30,6 +30,7 @@ class scale_by_lion(Stage):
     """
 
     name = "scale_by_lion"
+    reductions = ()  # element-wise (a sharded parameter steps shard by shard)
     hypers = (H.betas((0.9, 0.99), LION, "(beta1, beta2): interpolation of the direction, memory "
                                          "of the momentum"),)
     traits = StageTraits(degree=(0.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]))

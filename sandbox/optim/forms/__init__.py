@@ -6,10 +6,13 @@
    chain is one the kernel mirrors and the tensors qualify (CPU, float32/float64, contiguous,
    plain tensors);
 3. **the stages** themselves, everywhere else (16-bit parameters without a torch kernel, CUDA,
-   DTensor shards, non-contiguous layouts, rules without a kernel, ``impl='reference'``).
+   DTensor shards, non-contiguous layouts, rules without a kernel, ``impl='reference'``), driven
+   by :mod:`.rounds`: every parameter's chain runs on its local shard and their requests (the
+   projection's verdict and sums, Adai's global mean) are reduced together, one round at a time
+   (one collective per round under FSDP2).
 
-Reducing stages (Adai's global mean) keep their two sweeps across every group, whatever form
-each group runs in.
+Adai's global mean spans every group, whatever form each group runs in (the fused Adai kernel's
+groups take part in the same global request).
 """
 from __future__ import annotations
 
@@ -20,10 +23,12 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ..distributed import LocalState, ShardSpec, local
 from ..replicas import replica_shape
 from ..stages import Context, Flow
 from . import fused
 from .adai_info import AdaiInfo
+from .rounds import Gate, NonFiniteElsewhere, Task, chain_task, drive, fused_adai_task, gated_task, prepare_task, _global
 from .torch_kernels import torch_kind, torch_step
 
 # last_info of a parameter stepped by torch's kernels: no stage recorded anything (shared, read-only)
@@ -81,81 +86,85 @@ def plan_group(opt, group: dict, params: Optional[list] = None, dry: bool = Fals
 
 
 def check_reducing(name: str, plans: list[GroupPlan]) -> None:
-    """A reducing stage takes one mean over all parameters per replica: every parameter needs the
-    same replica shape (checked before any write)."""
+    """A global statistic (Adai's mean) is taken per replica over all parameters: every parameter
+    of a chain that requests one needs the same replica shape (checked before any write)."""
     shapes = {replica_shape(p, int(pl.group.get("replica_dims", 0)))
-              for pl in plans if any(s.reduces for s in pl.chain) for p in pl.params}
+              for pl in plans if any(_global(s) for s in pl.chain) for p in pl.params}
     if len(shapes) > 1:
         raise ValueError(
             f"{name}: a reducing stage takes a mean over all parameters per replica, so every "
             f"parameter needs the same replica shape; got {sorted(shapes)} (replica_dims of the groups)")
 
 
-def _accumulate(sums: dict, key: str, total: Tensor, count: int) -> None:
-    if key not in sums:
-        sums[key] = (total, count)
+def _run_fast(opt, pl: GroupPlan, infos: dict) -> None:
+    """A group run by torch's kernels or a (non-reducing) fused kernel."""
+    params, hp = pl.params, pl.group
+    states = [opt.state[p] for p in params]
+    if pl.form == "torch":
+        torch_step(pl.kind, params, states, hp, opt._dense_state, prefer_foreach=hp.get("foreach") is True)
+        infos.update(dict.fromkeys(params, NO_INFO))
         return
-    acc, n = sums[key]
-    sums[key] = (acc + total.to(acc.dtype), n + count)
+    codes = fused.run(pl.kind, pl.kwargs, params, states, int(hp.get("replica_dims", 0)))
+    for i, p in enumerate(params):
+        infos[p] = {"projection": codes[i]} if codes else {}
 
 
-def run_plans(opt, plans: list[GroupPlan]) -> dict:
-    """Run every group's form; returns ``last_info``."""
+def run_plans(opt, plans: list[GroupPlan], shards: Optional[dict] = None, flag: Optional[bool] = None,
+              comm: Optional[ShardSpec] = None, counter: Optional[list] = None) -> dict:
+    """Run every group's form; returns ``last_info``.
+
+    ``shards``: id(param) → :class:`~sandbox.optim.distributed.ShardSpec` of its DTensor parameters;
+    ``comm``: the mesh of the sharded ones; ``flag``: this rank's gradients are finite, agreed on in
+    the first round before anything is written (None: no agreement needed). Raises
+    :class:`~sandbox.optim.forms.rounds.NonFiniteElsewhere` when some rank's flag is down."""
     infos: dict[Any, Any] = {}
-    sums: dict[str, tuple] = {}
-    pending: list = []
-    for pl in plans:
-        hp, params = pl.group, pl.params
-        states = [opt.state[p] for p in params]
+    gate = Gate(flag is None)
+    fast = [pl for pl in plans if pl.form == "torch" or (pl.form == "kernel" and pl.kind != "adai")]
+    if gate.open:
+        for pl in fast:
+            _run_fast(opt, pl, infos)
+        fast = []
+    staged = [pl for pl in plans if pl.form == "stages" or (pl.form == "kernel" and pl.kind == "adai")]
+    if not staged and not fast:
+        return infos
+    shards = shards or {}
+    tasks: list[Task] = []
+    for pl in fast:
+        t = Task(None, 0, f"group of {len(pl.params)} parameters ({pl.kind})")
+        t.gen = gated_task(t, lambda pl=pl: _run_fast(opt, pl, infos), gate)
+        tasks.append(t)
+    for pl in staged:
+        hp = pl.group
         rd = int(hp.get("replica_dims", 0))
-        if pl.form == "torch":
-            torch_step(pl.kind, params, states, hp, opt._dense_state,
-                       prefer_foreach=hp.get("foreach") is True)
-            infos.update(dict.fromkeys(params, NO_INFO))
-        elif pl.form == "kernel" and pl.kind == "adai":
-            total, count = fused.adai_reduce(pl.kwargs, params, states, rd)
-            _accumulate(sums, "adaptive_inertia", total, count)
-            pending.append(("kernel", pl, states, rd))
-        elif pl.form == "kernel":
-            codes = fused.run(pl.kind, pl.kwargs, params, states, rd)
-            for i, p in enumerate(params):
-                infos[p] = {"projection": codes[i]} if codes else {}
-        else:
-            _stages_sweep_one(pl, states, infos, sums, pending)
-    means = {k: total / count for k, (total, count) in sums.items()}
-    for item in pending:
-        if item[0] == "kernel":
-            _, pl, states, rd = item
-            vbar = means["adaptive_inertia"]
-            fused.adai_update(pl.kwargs, pl.params, states, rd, vbar)
-            infos.update((p, AdaiInfo(st, vbar, pl.group, rd)) for p, st in zip(pl.params, states))
-        else:
-            _, ctx, stages, flow = item
-            ctx.globals = means
-            for stage in stages:
-                flow = stage.apply(flow, ctx)
-            ctx.param.add_(flow.u)
-            infos[ctx.param] = ctx.info
+        states = [opt.state[p] for p in pl.params]
+        if pl.form == "kernel":
+            t = Task(None, rd, f"group of {len(pl.params)} parameters (fused adai)")
+            t.gen = fused_adai_task(
+                t, lambda pl=pl, states=states, rd=rd: fused.adai_reduce(pl.kwargs, pl.params, states, rd),
+                lambda vbar, pl=pl, states=states, rd=rd: _adai_update(pl, states, rd, vbar, infos), gate)
+            tasks.append(t)
+            continue
+        maximize = bool(hp.get("maximize", False))
+        prepares = [s for s in pl.chain if s.prepare is not None]
+        for p, st in zip(pl.params, states):
+            spec = shards.get(id(p))
+            if spec is None:
+                lp, g, state = p, p.grad, st
+            else:
+                lp, g = local(p), local(p.grad)
+                state = LocalState(st, p, lp)
+            ctx = Context(param=lp, grad=-g if maximize else g, state=state, hp=hp, shape=p.shape)
+            for s in prepares:
+                t = Task(spec, rd, f"{s.name}.prepare of a parameter of shape {tuple(p.shape)}")
+                t.gen = prepare_task(t, s, ctx)
+                tasks.append(t)
+            t = Task(spec, rd, f"the chain of a parameter of shape {tuple(p.shape)}")
+            t.gen = chain_task(t, pl.chain, Flow(ctx.grad), ctx, gate, p, infos)
+            tasks.append(t)
+    drive(tasks, gate, flag, comm, counter)
     return infos
 
 
-def _stages_sweep_one(pl: GroupPlan, states: list, infos: dict, sums: dict, pending: list) -> None:
-    """The stages up to the first reducing one (and its reduce); the whole chain otherwise."""
-    hp, stages = pl.group, pl.chain
-    first_reducing = next((i for i, s in enumerate(stages) if s.reduces), len(stages))
-    maximize = bool(hp.get("maximize", False))
-    for p, st in zip(pl.params, states):
-        g = -p.grad if maximize else p.grad
-        ctx = Context(param=p, grad=g, state=st, hp=hp)
-        flow = Flow(g)
-        for stage in stages[:first_reducing]:
-            flow = stage.apply(flow, ctx)
-        if first_reducing == len(stages):  # no reducing stage: apply at once
-            p.add_(flow.u)
-            infos[p] = ctx.info
-            continue
-        red = stages[first_reducing]
-        total, count = red.reduce(flow.u, ctx)
-        _accumulate(sums, red.name, total, count)
-        # the reducing stage's update runs in sweep 2, then the rest of the chain
-        pending.append(("stages", ctx, stages[first_reducing:], flow))
+def _adai_update(pl: GroupPlan, states: list, rd: int, vbar, infos: dict) -> None:
+    fused.adai_update(pl.kwargs, pl.params, states, rd, vbar)
+    infos.update((p, AdaiInfo(st, vbar, pl.group, rd)) for p, st in zip(pl.params, states))

@@ -31,11 +31,32 @@ Every stage DECLARES what it is, and a rule's metadata is derived from its chain
 A stage without ``traits`` cannot be registered: an undeclared stage is an error, never a
 silent default.
 
-Stages that need a statistic over ALL parameters (Adai's global mean of v̂) declare
-``reduces = True``: the optimizer then runs the chain in two sweeps. Sweep 1 runs, for every
-parameter of every group, the stages before the reducing one and its :meth:`Stage.reduce`, which
-returns per-replica partial sums; the optimizer adds them up into per-replica means and passes
-them as ``ctx.globals[stage.name]``; sweep 2 runs the reducing stage's update and the stages after.
+Statistics across elements are explicit requests, so that the adapter can batch them and, under
+FSDP2, take them across the shards of a tensor (:mod:`sandbox.optim.forms.rounds`). A stage whose
+``apply`` (or optional ``prepare``) is a generator that yields a :class:`Reduce` (or a list of
+them): partial values of this parameter, an ``op`` (``'sum'`` or ``'max'``) and a ``scope``
+(``'tensor'``: across the shards of this one tensor; ``'global'``: across every parameter of every
+group, as Adai's mean), and receives the reduced values back (a tensor, or a list in the same
+order). The adapter drives every parameter's chain to its next request and reduces all pending
+requests of all parameters in one round (one collective when the parameters are sharded);
+single-process runs use the same driver with local reductions. The leading ``replica_dims`` axes of a
+request's value index this shard's replicas; its other axes must not depend on the shard.
+
+- ``reductions``: the ``(op, scope)`` pairs a stage may request; ``()`` for a stage that is
+  element-wise apart from them. Left undeclared (``None``, a stage written before requests
+  existed), a stage runs as before on plain tensors (one process, DDP); on a sharded parameter it
+  runs on the DTensors themselves, so that its whole-tensor statistics stay whole-tensor by
+  DTensor's rules (exact, but one blocking collective per statistic per tensor: declare it to
+  batch them). A declared op or scope the core cannot distribute is refused on sharded parameters.
+- ``prepare(ctx)``: requests that depend only on the parameter, the gradient and the state as the
+  step found them (the projection's verdict): run for every parameter before any stage, reduced in
+  the step's first round; what it returns is ``ctx.prepared[stage]`` when ``apply`` runs.
+- ``defers_writes``: the stage writes no state before its first request (none at all if it makes
+  none). A sharded step agrees on its gradients being finite in its first round; stages that defer
+  their writes may run before that round, the others wait for it (nothing is written before it).
+
+The old two-sweep protocol (``reduces = True`` with ``reduce(u, ctx) -> (per-replica sum, count)``
+and ``update``, the mean in ``ctx.globals[stage.name]``) still works: it becomes one global request.
 
 Conventions every stage keeps:
 - ``ctx.grad`` and ``ctx.param`` are never written to (``p.grad`` is never modified); the
@@ -43,10 +64,14 @@ Conventions every stage keeps:
 - ``u`` is never modified in place, except by the projection's documented write-back into the
   state buffer named by ``flow.buffer``.
 - Whole-tensor operations only; no host synchronisation.
+- ``ctx.param``, ``ctx.grad``, ``flow.u`` and the state tensors are this process's shard of the
+  parameter under FSDP2 (plain tensors; in-place writes update the sharded tensors); ``ctx.shape``
+  is the parameter's full shape.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from types import GeneratorType
 from typing import Any, Callable, Mapping, Optional
 
 import torch
@@ -63,8 +88,14 @@ class Context:
     grad: Tensor  # the gradient the rule follows (−∇ with maximize), read only
     state: dict  # this parameter's persistent state (the optimizer's ``state[p]``)
     hp: Mapping[str, Any]  # the parameter group: hyperparameters and replica_dims
-    globals: dict = field(default_factory=dict)  # per-replica results of reducing stages
+    globals: dict = field(default_factory=dict)  # per-replica means of old-style reducing stages
     info: dict = field(default_factory=dict)  # diagnostics (e.g. which projection view fired)
+    shape: Any = None  # the parameter's full shape (``param`` may be one shard of it)
+    prepared: dict = field(default_factory=dict)  # stage -> what its ``prepare`` returned
+
+    def __post_init__(self):
+        if self.shape is None:
+            self.shape = self.param.shape
 
     @property
     def replica_dims(self) -> int:
@@ -104,6 +135,31 @@ class Flow:
         return replace(self, u=u, buffer=buffer)
 
 
+OPS = ("sum", "max")
+SCOPES = ("tensor", "global")
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """A request a stage yields: reduce ``value`` with ``op`` over ``scope``.
+
+    - ``op``: ``'sum'`` or ``'max'`` (NaN propagates through max);
+    - ``scope``: ``'tensor'`` (across the shards of this parameter: the whole tensor's value) or
+      ``'global'`` (summed over every parameter of every group that requests ``key``, per replica);
+    - ``value``: this shard's partial values; its leading ``replica_dims`` axes are this shard's
+      replicas, the others must not depend on the shard (an empty shard sends the identity: 0 for
+      a sum, −inf for a max);
+    - ``key``: the name of a global statistic (contributions with the same key are added).
+
+    The stage receives a tensor of ``value``'s shape and dtype: the reduced value for its replicas.
+    """
+
+    op: str
+    scope: str
+    value: Tensor
+    key: str = ""
+
+
 def _zero(hp: Mapping[str, Any]) -> float:
     return 0.0
 
@@ -140,11 +196,14 @@ class StageTraits:
 
 
 class Stage:
-    """Base class. Subclasses declare ``name``, ``hypers``, ``traits`` (and ``state``) and
-    implement :meth:`update` (or :meth:`apply`), plus :meth:`reduce` if ``reduces``."""
+    """Base class. Subclasses declare ``name``, ``hypers``, ``traits`` (and ``state``,
+    ``reductions``, ``defers_writes``) and implement :meth:`update` (or :meth:`apply`, possibly a
+    generator of :class:`Reduce` requests), optionally :meth:`prepare`."""
 
     name: str = "stage"
-    reduces: bool = False
+    reduces: bool = False  # the old two-sweep protocol (reduce/update); see the module docstring
+    reductions: Optional[tuple] = None  # (op, scope) pairs it may request; () element-wise
+    defers_writes: bool = False  # writes no state before its first request
     hypers: tuple = ()
     traits: Optional[StageTraits] = None
     state: Mapping[str, str] = {}  # state key -> what it holds
@@ -162,6 +221,9 @@ class Stage:
     def update(self, u: Tensor, ctx: Context) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError(f"stage {self.name!r} implements neither update nor apply")
 
+    # ``prepare(ctx)``: optional (see the module docstring); a stage without one leaves it None.
+    prepare: Optional[Callable] = None
+
     def reduce(self, u: Tensor, ctx: Context) -> tuple[Tensor, int]:  # pragma: no cover
         """Sweep 1 of a two-pass stage: return (per-replica sum, elements per replica)."""
         raise NotImplementedError
@@ -174,6 +236,8 @@ class scale_by_lr(Stage):
     """u ← −lr·u: the last stage of every rule; the optimizer then applies θ ← θ + u."""
 
     name = "scale_by_lr"
+    reductions = ()
+    defers_writes = True
     hypers = (H.lr(H.REQUIRED, ""),)
     traits = StageTraits()
 
@@ -197,6 +261,8 @@ class add_decayed_weights(Stage):
 
     name = "add_decayed_weights"
     hypers = (H.weight_decay(0.0, "", "weight decay λ"),)
+    reductions = ()
+    defers_writes = True
 
     def __init__(self, scale_by_inverse_one_minus_momentum: bool = False):
         self.sgdp_scaling = scale_by_inverse_one_minus_momentum
@@ -222,8 +288,44 @@ def chain(*stages: Optional[Stage]) -> tuple[Stage, ...]:
     return tuple(s for s in stages if s is not None)
 
 
+def old_style_reducing(stage: Stage) -> bool:
+    """A stage of the old two-sweep protocol (``reduces = True`` with ``reduce``/``update``): the
+    core runs it as one global request. Under sharding it still needs ``reductions`` declared
+    (``(("sum", "global"),)`` if its ``update`` is element-wise)."""
+    return bool(stage.reduces)
+
+
+def requests_of(yielded) -> tuple[list, bool]:
+    """(the list of requests, whether a single one was yielded)."""
+    if isinstance(yielded, Reduce):
+        return [yielded], True
+    if isinstance(yielded, (list, tuple)) and yielded and all(isinstance(r, Reduce) for r in yielded):
+        return list(yielded), False
+    raise TypeError(f"a stage yielded {type(yielded).__name__}; stages yield a Reduce or a list of them")
+
+
+def drive_local(gen):
+    """Run a stage's generator with every request reduced over this one (unsharded) parameter:
+    the value itself. Returns what the generator returns; a non-generator is returned as is."""
+    if not isinstance(gen, GeneratorType):
+        return gen
+    try:
+        yielded = next(gen)
+        while True:
+            reqs, single = requests_of(yielded)
+            vals = [r.value for r in reqs]
+            yielded = gen.send(vals[0] if single else vals)
+    except StopIteration as stop:
+        return stop.value
+
+
 def run_chain(stages, flow: Flow, ctx: Context) -> Flow:
-    """Apply ``stages`` in order."""
+    """Apply ``stages`` in order to one unsharded parameter (requests reduced over it alone; a
+    global statistic is then this parameter's). The optimizer runs chains through
+    :mod:`sandbox.optim.forms.rounds` instead, which reduces over every parameter."""
     for s in stages:
-        flow = s.apply(flow, ctx)
+        if s.prepare is not None:
+            ctx.prepared[s] = drive_local(s.prepare(ctx))
+    for s in stages:
+        flow = drive_local(s.apply(flow, ctx))
     return flow

@@ -29,6 +29,7 @@ class heavy_ball(Stage):
     """
 
     name = "heavy_ball"
+    reductions = ()  # element-wise
     hypers = (H.momentum(0.0, ""), H.dampening(0.0, ""),
               H.flag("nesterov", False, "Nesterov momentum", "", structural=False))
 
@@ -85,6 +86,7 @@ class scale_by_adam(Stage):
     """
 
     name = "scale_by_adam"
+    reductions = ()  # element-wise
     hypers = (H.betas((0.9, 0.999), ""), H.eps(1e-8, ""),
               H.flag("nesterov", False, "Nesterov form (β1 m + (1−β1) g)/denom", "", structural=False),
               H.flag("amsgrad", False, "AMSGrad: the denominator uses the running maximum of v",

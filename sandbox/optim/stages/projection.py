@@ -5,21 +5,34 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..replicas import broadcast_to_items, item_shape, rows
+from ..replicas import broadcast_to_items
 from .. import hyper as H
-from .base import Context, Flow, Stage, StageTraits
+from .base import Context, Flow, Reduce, Stage, StageTraits
 
 VIEWS = ("channel", "layer")
 NONE, CHANNEL, LAYER = 0, 1, 2  # codes of the view that fired, in ctx.info["projection"]
 
 
-def _project_rows(w: Tensor, d: Tensor, eps: float) -> Tensor:
-    """d_row − ŵ_row ⟨ŵ_row, d_row⟩ with ŵ = w/(‖w‖ + eps), row-wise over the last axis."""
-    w_hat = w / (w.norm(dim=-1, keepdim=True) + eps)
-    return d - w_hat * (w_hat * d).sum(dim=-1, keepdim=True)
+def _row_sums(a: Tensor, b: Tensor) -> Tensor:
+    """Σ a·b over the last axis (one pass, no tensor-sized temporary)."""
+    return torch.linalg.vecdot(a, b, dim=-1)
+
+
+def _cos(wg: Tensor, gg: Tensor, ww: Tensor, eps: float) -> Tensor:
+    """|cos(g, w)| from the sums, as ``F.cosine_similarity`` clamps it: each norm at least eps."""
+    return wg.abs() / (gg.sqrt().clamp_min(eps) * ww.sqrt().clamp_min(eps))
+
+
+class _Verdict:
+    """What ``prepare`` found for one parameter: which view passes (per replica), and the
+    channel rows' ‖w‖² and the layer's ‖w‖² the projection divides by."""
+
+    __slots__ = ("channel", "layer", "row_ww", "layer_ww", "code")
+
+    def __init__(self, channel, layer, row_ww, layer_ww, code):
+        self.channel, self.layer, self.row_ww, self.layer_ww, self.code = channel, layer, row_ww, layer_ww, code
 
 
 class radial_projection(Stage):
@@ -31,8 +44,9 @@ class radial_projection(Stage):
 
     .. math::  \max_{\text{rows}} |\cos(g_\text{row}, w_\text{row})| < \delta/\sqrt{L}
 
-    using the RAW current gradient g (``F.cosine_similarity`` with ``eps``). On the first view that
-    passes, each row of the direction is projected onto the tangent space,
+    using the RAW current gradient g (``F.cosine_similarity`` with ``eps``: each norm clamped at
+    eps). On the first view that passes, each row of the direction is projected onto the tangent
+    space,
 
     .. math::  d_\text{row} \leftarrow d_\text{row} - \hat w_\text{row}\langle \hat w_\text{row}, d_\text{row}\rangle,
                \quad \hat w = w/(\lVert w\rVert + \epsilon)
@@ -41,10 +55,14 @@ class radial_projection(Stage):
     after this stage is scaled by ``wd_ratio`` (it sets ``flow.decay_scale``); where no view
     passes, nothing changes (factor 1).
 
-    Whole-tensor and free of host synchronisation: both views' verdicts and projections are
-    computed and selected with ``torch.where`` per replica (the official code branches on
-    ``cos.max() < threshold`` in Python, a device sync per tensor). With replicas, each replica is
-    judged and projected on its own. Vectors (one axis per replica) are never projected.
+    Written as sums, so that it runs on the shards of a tensor: per channel row ⟨w, g⟩, ‖g‖²,
+    ‖w‖² and ⟨w, d⟩; the layer view's sums are sums of its rows' sums. The verdict depends on
+    (w, g) only: :meth:`prepare` requests the rows' largest |cos| (a max) and the layer's three
+    sums (a sum) before the step writes anything; :meth:`apply` requests the layer's ⟨w, d⟩.
+    FSDP2 never splits a row of dim 0, so everything else is local. Both views are decided and
+    applied with ``torch.where`` per replica (no host synchronisation; the official code branches
+    on ``cos.max() < threshold`` in Python). With replicas, each replica is judged and projected on
+    its own. Vectors (one axis per replica) are never projected.
 
     ``project_momentum``: the official SGDP without Nesterov projects its direction in place, and
     that direction IS the momentum buffer, so the stored buffer gets projected too. With
@@ -55,6 +73,8 @@ class radial_projection(Stage):
 
     name = "radial_projection"
     traits = StageTraits(projects=True, writes_back=lambda hp: bool(hp.get("project_momentum")))
+    reductions = (("max", "tensor"), ("sum", "tensor"))
+    defers_writes = True
 
     def __init__(self, eps_key: str = "proj_eps"):
         # AdamP and SGDP share their ``eps`` with the projection (official code); rules whose eps
@@ -65,28 +85,62 @@ class radial_projection(Stage):
         self.hypers += (H.Hyper(eps_key, 1e-8, *H.nonnegative(), "eps of the projection's norms and cosines",
                                 H.ADAMP_DEFAULT),)
 
-    def apply(self, flow: Flow, ctx: Context) -> Flow:
-        u = flow.u
+    @staticmethod
+    def _rows(x: Tensor, ctx: Context) -> Tensor:
+        """This shard's channel rows, ``(*R, rows, L)`` (explicit sizes: a shard may hold none)."""
         rd = ctx.replica_dims
-        w, g = ctx.param, ctx.grad
-        if len(item_shape(w, rd)) <= 1 or w.numel() == 0:
+        length = math.prod(ctx.shape[rd + 1:])
+        return x.reshape(tuple(x.shape[:rd + 1]) + (length,))
+
+    @staticmethod
+    def _projects(ctx: Context) -> bool:
+        return len(ctx.shape) - ctx.replica_dims > 1 and math.prod(ctx.shape) > 0
+
+    def prepare(self, ctx: Context):
+        """The verdict per replica, from (w, g) alone."""
+        if not self._projects(ctx):
+            return None
+        rd, eps = ctx.replica_dims, ctx.hp[self.eps_key]
+        w, g = self._rows(ctx.param, ctx), self._rows(ctx.grad, ctx)
+        ww, gg, wg = _row_sums(w, w), _row_sums(g, g), _row_sums(w, g)
+        if ww.shape[-1]:
+            cmax = _cos(wg, gg, ww, eps).amax(dim=-1)
+        else:  # a shard without rows (uneven FSDP2 sharding)
+            cmax = torch.full(ww.shape[:-1], -math.inf, dtype=ww.dtype, device=ww.device)
+        sums = torch.stack([wg.sum(-1), gg.sum(-1), ww.sum(-1)], dim=-1)
+        cmax, sums = yield [Reduce("max", "tensor", cmax), Reduce("sum", "tensor", sums)]
+        item = ctx.shape[rd:]
+        delta = ctx.hp["delta"]
+        channel = cmax < delta / math.sqrt(math.prod(item[1:]))
+        layer = ~channel & (_cos(sums[..., 0], sums[..., 1], sums[..., 2], eps)
+                            < delta / math.sqrt(math.prod(item)))
+        code = torch.where(channel, CHANNEL, torch.where(layer, LAYER, NONE)).to(torch.uint8)
+        return _Verdict(channel, layer, ww, sums[..., 2], code)
+
+    def apply(self, flow: Flow, ctx: Context):
+        v = ctx.prepared.get(self)
+        w = ctx.param
+        rd = ctx.replica_dims
+        if v is None:
             ctx.info["projection"] = torch.zeros(w.shape[:rd], dtype=torch.uint8, device=w.device)
             return flow
-        delta, eps = ctx.hp["delta"], ctx.hp[self.eps_key]
-        fired, out = None, u
-        # Views in reverse priority: a later (higher-priority) view overrides an earlier verdict.
-        for code, view in reversed(list(enumerate(VIEWS, start=CHANNEL))):
-            w_rows, g_rows, d_rows = rows(w, rd, view), rows(g, rd, view), rows(u, rd, view)
-            cos = F.cosine_similarity(g_rows, w_rows, dim=-1, eps=eps).abs()
-            passes = cos.amax(dim=-1) < delta / math.sqrt(w_rows.shape[-1])  # per replica
-            projected = _project_rows(w_rows, d_rows, eps).reshape(w.shape)
-            mask = broadcast_to_items(passes, w, rd)
-            out = torch.where(mask, projected, out)
-            code_t = torch.where(passes, code, 0).to(torch.uint8)
-            fired = code_t if fired is None else torch.where(passes, code_t, fired)
-        ctx.info["projection"] = fired
+        u = flow.u
+        eps = ctx.hp[self.eps_key]
+        w_rows, d_rows = self._rows(w, ctx), self._rows(u, ctx)
+        wd = _row_sums(w_rows, d_rows)  # ⟨w, d⟩ per channel row
+        layer_wd = yield Reduce("sum", "tensor", wd.sum(-1))
+        # ⟨ŵ, d⟩ŵ = w·inv²⟨w, d⟩ with inv = 1/(‖w‖ + eps), per row (channel) or per replica (layer)
+        inv_row = 1.0 / (v.row_ww.sqrt() + eps)
+        inv_layer = (1.0 / (v.layer_ww.sqrt() + eps)).unsqueeze(-1)
+        coef = torch.where(v.channel.unsqueeze(-1), inv_row * (inv_row * wd),
+                           torch.where(v.layer.unsqueeze(-1), inv_layer * (inv_layer * layer_wd.unsqueeze(-1)),
+                                       0.0))
+        fired = (v.channel | v.layer).reshape(v.channel.shape + (1, 1))
+        out = torch.where(fired, torch.addcmul(d_rows, w_rows, coef.unsqueeze(-1), value=-1.0), d_rows)
+        out = out.reshape(u.shape)
+        ctx.info["projection"] = v.code
         # Build wd_ratio in the parameter's dtype: a Python scalar in torch.where would be float32.
-        ratio = torch.where(fired > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w.dtype, device=w.device),
+        ratio = torch.where(v.code > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w.dtype, device=w.device),
                             torch.ones((), dtype=w.dtype, device=w.device))
         scale = flow.decay_scale * broadcast_to_items(ratio, w, rd)
         if ctx.hp.get("project_momentum", False) and flow.buffer is not None:

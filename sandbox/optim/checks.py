@@ -31,6 +31,31 @@ def required_state(stages: Iterable, hp: Mapping[str, Any]) -> set[str]:
     return keys
 
 
+def check_sharded_chain(rule: str, chain, p: Tensor, spec, gi: int, pi: int) -> None:
+    """A stage that declares a reduction the core cannot distribute (an op other than sum/max, a
+    scope other than tensor/global), or an old-style reducing stage without declarations, would
+    take per-shard statistics on a Shard(0) parameter: refused. (A stage that declares nothing
+    runs on DTensors: :func:`sandbox.optim.forms.rounds._on_dtensors`.)"""
+    from .stages.base import OPS, SCOPES
+
+    placed = f"{where(gi, pi, p)}, sharded as {tuple(spec.placements)} over {spec.world} ranks"
+    for s in chain:
+        declared = s.reductions
+        if declared is None and s.reduces:
+            raise ValueError(
+                f"{rule}: stage {s.name!r} reduces over all parameters the old way (reduce/update) "
+                f"and declares no reductions, and {placed}. Declare `reductions = (('sum', "
+                f"'global'),)` if its update is element-wise, or write it as a generator that yields "
+                f"its requests (see sandbox.optim.stages.base). Refused before any write.")
+        for r in declared or ():
+            op, scope = tuple(r)
+            if op not in OPS or scope not in SCOPES:
+                raise ValueError(
+                    f"{rule}: stage {s.name!r} declares the reduction ({op!r}, {scope!r}), which the "
+                    f"core cannot distribute (ops {OPS}, scopes {SCOPES}); {placed}. Refused before "
+                    f"any write.")
+
+
 def check_hyper_range(rule: str, group: Mapping[str, Any], dtype: torch.dtype, gi: int) -> None:
     """Refuse a hyperparameter that overflows the parameter's dtype."""
     if not dtype.is_floating_point:
@@ -86,12 +111,36 @@ def check_state(rule: str, p: Tensor, state: Mapping[str, Any], required: set[st
         if v.device != p.device:
             raise ValueError(f"{rule}: state {k!r} of {where(gi, pi, p)} is on {v.device}, the "
                              f"parameter on {p.device}")
+    check_state_layout(rule, p, state, gi, pi)
     missing = sorted(required - state.keys())
     if missing:
         raise ValueError(
             f"{rule}: the state of {where(gi, pi, p)} lacks {missing}, which the rule needs once a "
             f"parameter has stepped (it holds {sorted(state)}). The checkpoint was saved by "
             f"another rule or options; resuming it would run a different algorithm.")
+
+
+def check_state_layout(rule: str, p: Tensor, state: Mapping[str, Any], gi: int, pi: int) -> None:
+    """A sharded (DTensor) parameter's state tensors are DTensors laid out like it; a plain
+    parameter's are plain tensors. (One number broadcast to the parameter's shape, a stride-0
+    view, is the same on every rank: it may stay a plain tensor.)"""
+    from .distributed import is_dtensor
+
+    sharded = is_dtensor(p)
+    for k, v in state.items():
+        if not isinstance(v, Tensor) or k == "step" or (
+                sharded and not is_dtensor(v) and not any(v.stride())):
+            continue
+        if is_dtensor(v) != sharded:
+            raise ValueError(
+                f"{rule}: state {k!r} of {where(gi, pi, p)} is "
+                f"{'a DTensor' if is_dtensor(v) else 'a plain tensor'}, the parameter "
+                f"{'a DTensor' if sharded else 'a plain tensor'}; load a sharded optimizer's state "
+                f"with torch.distributed.checkpoint's get/set_optimizer_state_dict")
+        if sharded and (tuple(v.placements) != tuple(p.placements) or v.device_mesh != p.device_mesh):
+            raise ValueError(
+                f"{rule}: state {k!r} of {where(gi, pi, p)} has placements {tuple(v.placements)}, "
+                f"the parameter {tuple(p.placements)}; state must be sharded like its parameter")
 
 
 def normalise_step(state: dict) -> None:

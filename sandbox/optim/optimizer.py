@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from . import checks
+from .distributed import ShardSpec, check_grad, local, shard_spec
 from .forms import NO_INFO, GroupPlan, check_reducing, plan_group, run_plans
+from .forms.rounds import NonFiniteElsewhere, agree
 from .registry import _REGISTRY, RuleSpec
 
 NONFINITE = ("raise", "skip", "ignore")
@@ -58,6 +60,15 @@ class RuleOptimizer(torch.optim.Optimizer):
       stages elsewhere; ``'fast'`` raises ``NotImplementedError`` where no such form applies.
       ``last_impl`` says what ran ('fast', 'reference' or 'mixed'). The forms are tested equal in
       float64 and their state dicts are interchangeable.
+    - sharded parameters (FSDP2's ``fully_shard``: DTensors ``Shard(0)`` on a 1-D mesh, uneven or
+      empty shards included; ``Replicate()``): the stages run on the local shards, the state stays
+      DTensors sharded like the parameters (``torch.distributed.checkpoint`` saves and loads it),
+      and every statistic that spans a tensor or all parameters is reduced across the ranks in a
+      bounded number of rounds of ONE collective each per step (``last_collectives``), the first
+      of which also agrees on the gradients being finite (``nonfinite``: every rank raises or skips
+      together, nothing written). Other placements, and stages that do not declare their
+      reductions, are refused at the first step, naming the parameter and the placement. Plain
+      tensors (DDP, one process) take no collective.
     - a parameter whose dtype or device changed after its state was made (``model.double()``,
       ``model.to('cuda')`` mid-run) takes its state along at its next step: every floating state
       tensor except the ``step`` counters is cast to the parameter's dtype and moved to its
@@ -78,6 +89,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self.nonfinite = nonfinite
         self.impl = impl
         self.last_impl: Optional[str] = None
+        self.last_collectives = 0  # collectives the last step took (sharded parameters)
         self._step_calls = 0
         self.skipped_steps = 0
         self.last_info: dict = {}
@@ -91,6 +103,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._layout_sig = None  # (ids, dtypes, devices, shapes) of the last step's parameters
         self._checked_state: set = set()  # ids of params whose state was checked whole
         self._dense_state: set = set()  # torch kernels: params whose state was found dense
+        self._shards: dict[int, tuple] = {}  # id(param) -> (layout key, ShardSpec) of DTensors
 
     def add_param_group(self, param_group: dict) -> None:
         """torch's, validated; a group that fails any check leaves the optimizer as it was."""
@@ -165,11 +178,11 @@ class RuleOptimizer(torch.optim.Optimizer):
             self._reset_caches()
 
     def _check_saved_groups(self, state_dict: dict) -> None:
-        torch_only = {"decoupled_weight_decay": self.rule.decay == "decoupled"}
+        torch_only = {"decoupled_weight_decay": lambda: self.rule.decay == "decoupled"}
         for gi, g in enumerate(state_dict.get("param_groups", [])):
             values = {k: v for k, v in g.items() if k not in _SKIP_KEYS}
-            for k, expected in torch_only.items():
-                if k in values and bool(values.pop(k)) != expected:
+            for k, expected in torch_only.items():  # (the rule's traits only where asked: an import)
+                if k in values and bool(values.pop(k)) != expected():
                     raise ValueError(
                         f"{self.rule.name}: the checkpoint's group {gi} has {k}={g[k]!r}, which "
                         f"is another algorithm (decay here is {self.rule.decay}); refused")
@@ -218,16 +231,57 @@ class RuleOptimizer(torch.optim.Optimizer):
                 return True
         return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
-    def _nonfinite_message(self) -> str:
+    def _nonfinite_message(self, ranks: Optional[list] = None) -> str:
         where = [
             f"group {i} param {j} (shape {tuple(p.shape)})"
             for i, group in enumerate(self.param_groups)
             for j, p in enumerate(group["params"])
-            if p.grad is not None and not bool(torch.isfinite(p.grad).all())
+            if p.grad is not None and not bool(torch.isfinite(local(p.grad)).all())
         ]
-        return (f"{self.rule.name}: step refused, non-finite gradient in {len(where)} tensor(s): "
-                f"{', '.join(where)}. Parameters and state are unchanged. Pass nonfinite='skip' "
-                f"to skip such steps instead.")
+        here = f"{len(where)} tensor(s): {', '.join(where)}"
+        if ranks is not None:  # sharded: the flag of the first round
+            here = (f"the shards of rank(s) {ranks} (on this rank: "
+                    f"{here if where else 'none'}); every rank refuses this step together")
+        return (f"{self.rule.name}: step refused, non-finite gradient in {here}. Parameters and "
+                f"state are unchanged. Pass nonfinite='skip' to skip such steps instead.")
+
+    def _shard_specs(self, groups: list) -> tuple[dict, Optional[ShardSpec]]:
+        """The layout of every DTensor parameter (id → ShardSpec) and the mesh of the sharded ones;
+        refuses a placement, gradient layout or chain that cannot be made exact (before writes)."""
+        specs: dict[int, ShardSpec] = {}
+        comm: Optional[ShardSpec] = None
+        cache = self._shards
+        for gi, group, params, idx in groups:
+            chain = None
+            for p, pi in zip(params, idx):
+                if type(p.data) is Tensor:
+                    continue
+                lp = local(p)
+                key = (id(p.device_mesh), tuple(p.placements), p.shape, lp.shape) \
+                    if hasattr(p, "placements") else None
+                hit = cache.get(id(p))
+                if hit is not None and hit[0] == key:
+                    spec = hit[1]
+                else:
+                    spec = shard_spec(p, f"{self.rule.name}: {checks.where(gi, pi, p)}")
+                    if spec is None:
+                        continue
+                    cache[id(p)] = (key, spec)
+                check_grad(p, spec, f"{self.rule.name}: {checks.where(gi, pi, p)}")
+                specs[id(p)] = spec
+                if not spec.sharded:
+                    continue
+                if chain is None:
+                    chain = self._chain(group)
+                    checks.check_sharded_chain(self.rule.name, chain, p, spec, gi, pi)
+                if comm is None:
+                    comm = spec
+                elif spec.ranks != comm.ranks:
+                    raise ValueError(
+                        f"{self.rule.name}: {checks.where(gi, pi, p)} is sharded over ranks "
+                        f"{spec.ranks}, another sharded parameter over {comm.ranks}; the optimizer "
+                        f"reduces over one mesh: give it the parameters of one mesh")
+        return specs, comm
 
     def _check_before_writes(self, groups: list) -> None:
         """Parameters, gradients, state and hyperparameters of every group (see the class doc).
@@ -269,12 +323,26 @@ class RuleOptimizer(torch.optim.Optimizer):
         grads = [p.grad for _, _, ps, _ in groups for p in ps]
         if any(map(_IS_SPARSE, grads)):
             raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
-        if not self._grads_finite(grads):
+        shards, comm = ({}, None) if all(type(g) is Tensor for g in grads) and all(
+            type(p.data) is Tensor for _, _, ps, _ in groups for p in ps) else self._shard_specs(groups)
+        if shards:
+            grads = [local(g) for g in grads]
+        # sharded: each rank sees its shards only; the ranks agree in the step's first round
+        flag = None
+        if comm is not None and self.nonfinite != "ignore":
+            flag = self._grads_finite(grads)
+        elif not self._grads_finite(grads):
             if self.nonfinite == "raise":
                 raise NonFiniteGradientError(self._nonfinite_message())
             self.skipped_steps += 1
             return loss
         self._check_before_writes(groups)
+        if flag is not None and self._casts_pending(groups):
+            # casting state is a write: agree first (one more collective, in such a step only)
+            down = agree(flag, comm)
+            if down:
+                return self._refuse(down, loss)
+            flag = None
         self._follow_params(groups)
         plans: list[GroupPlan] = [plan_group(self, group, ps) for _, group, ps, _ in groups]
         check_reducing(self.rule.name, plans)
@@ -285,11 +353,52 @@ class RuleOptimizer(torch.optim.Optimizer):
                     f"{self.rule.name}: impl='fast' is not available for this step: "
                     f"{slow[0].reason}. Use impl='auto' (the stages run where no fast form "
                     f"applies) or impl='reference'.")
+        counter = [0]
+        try:
+            infos = run_plans(self, plans, shards, flag, comm, counter)
+        except NonFiniteElsewhere as e:
+            self.last_collectives = counter[0]
+            return self._refuse(e.ranks, loss)
+        self.last_collectives = counter[0]
         self._step_calls += 1
         forms = {p.form != "stages" for p in plans}
         self.last_impl = "mixed" if len(forms) == 2 else "fast" if forms == {True} else "reference"
-        self.last_info = run_plans(self, plans)
+        self.last_info = infos
         return loss
+
+    def _refuse(self, ranks: list, loss):
+        """Every rank found a non-finite gradient on some rank's shard: nothing was written."""
+        if self.nonfinite == "raise":
+            raise NonFiniteGradientError(self._nonfinite_message(ranks))
+        self.skipped_steps += 1
+        return loss
+
+    def _casts_pending(self, groups: list) -> bool:
+        """Whether :meth:`_follow_params` would cast some state this step."""
+        params = [p for _, _, ps, _ in groups for p in ps]
+        sig = (list(map(id, params)), list(map(_DTYPE, params)), list(map(_DEVICE, params)),
+               list(map(_SHAPE, params)))
+        if sig == self._layout_sig:
+            return False
+        return any(self._state_casts(group, p) for _, group, ps, _ in groups for p in ps
+                   if self._layouts.get(id(p)) != (p.dtype, p.device, p.shape))
+
+    def _state_casts(self, group: dict, p: Tensor) -> dict:
+        """{key: (dtype, device)} for the state tensors of ``p`` that do not follow it."""
+        state = self.state.get(p)
+        if not state:
+            return {}
+        full = {k for s in self._chain(group) for k in s.FULL_PRECISION_STATE}
+        out = {}
+        for k, v in state.items():
+            if not isinstance(v, Tensor) or k == "step":  # torch's policy: counters stay put
+                continue
+            dtype = v.dtype
+            if v.is_floating_point() and p.is_floating_point():
+                dtype = torch.promote_types(p.dtype, torch.float32) if k in full else p.dtype
+            if v.dtype != dtype or v.device != p.device:
+                out[k] = (dtype, p.device)
+        return out
 
     def _follow_params(self, groups: list) -> None:
         """Cast the state of every parameter whose (dtype, device) is not the one it had at its
@@ -303,23 +412,14 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._dense_state.clear()
         layouts = self._layouts
         for _, group, ps, _ in groups:
-            full = {k for s in self._chain(group) for k in s.FULL_PRECISION_STATE}
             for p in ps:
                 now = (p.dtype, p.device, p.shape)
                 if layouts.get(id(p)) == now:
                     continue
                 layouts[id(p)] = now
                 state = self.state.get(p)
-                if not state:
-                    continue
-                for k, v in state.items():
-                    if not isinstance(v, Tensor) or k == "step":  # torch's policy: counters stay put
-                        continue
-                    dtype = v.dtype
-                    if v.is_floating_point() and p.is_floating_point():
-                        dtype = torch.promote_types(p.dtype, torch.float32) if k in full else p.dtype
-                    if v.dtype != dtype or v.device != p.device:
-                        state[k] = v.to(device=p.device, dtype=dtype)
+                for k, (dtype, device) in self._state_casts(group, p).items():
+                    state[k] = state[k].to(device=device, dtype=dtype)
 
 
 __all__ = ["RuleOptimizer", "NonFiniteGradientError", "NO_INFO"]

@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "verify": "sandbox.cli.verify_cmd",
     "compare": "sandbox.cli.compare_cmd",
     "bench": "sandbox.cli.bench_cmd",
+    "problems": "sandbox.cli.problems_cmd",
 }
 INTERRUPTED = 130
 

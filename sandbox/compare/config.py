@@ -25,7 +25,7 @@ DEFAULT_OPTIMIZERS = ("sgd", "sgdp", "adamw", "adamp", "adai")
 DEFAULT_PROBLEM = "teacher-student-large"
 # The default number of seeds: the rule of docs (README, compare section) applied to the pilot
 # measurement of the SD of paired test-accuracy differences on DEFAULT_PROBLEM (see there).
-DEFAULT_SEEDS = 3
+DEFAULT_SEEDS = 39
 FORMAT_VERSION = 2  # 2: defaults mode tunes the lrs without a published default on lr_grid
 # (format 1 ran them at the problem's fallback lr); reported runs record time to target
 LR_REL_TOL = 1e-9  # two grids whose lrs agree to this are one grid (float noise of their spelling)
@@ -69,8 +69,8 @@ class CompareConfig:
     defaults, ``seeds`` seeds). ``hp``: per-rule fixed hyperparameters ``{rule: {name: value}}``
     applied in both modes. ``epochs``: budget (None = the problem's default). ``target``: test
     accuracy for "steps to target" (None = the problem's), checked every ``target_every`` steps
-    of the reported runs (None = the problem's :attr:`~sandbox.problems.Problem.target_every`
-    when stacked, the evaluation interval in a loop). ``probe_every``: record the
+    of the reported runs (None = the problem's :attr:`~sandbox.problems.Problem.target_every`).
+    ``probe_every``: record the
     scale-invariance probes every n steps in the final runs (0 = off). ``engine``: how the seeds
     of a group train — ``'stacked'`` (one vmapped model), ``'loop'`` (one model after the other)
     or ``'auto'`` (stacked where the problem says it is faster: ``Problem.stack_seeds``).

@@ -111,25 +111,29 @@ def _delta_panel(ax, out: Path, recs: pd.DataFrame, rule: str, colour) -> None:
         return
     probes = probes[np.isfinite(probes["delta"]) & (probes["delta"] > 0)]
     layers = list(dict.fromkeys(probes["layer"]))
-    drawn = False
+    drawn, kind = False, ""
     for layer, c in zip(layers, shades(colour, len(layers))):
         mine = probes[probes["layer"] == layer]
         rms = mine.groupby("step")["delta"].apply(lambda v: float(np.sqrt(np.mean(v ** 2))))
         ax.plot(rms.index + 1, rms.to_numpy(), color=c, **{**MEASURED, "ms": 2.5},
                 label="layer " + layer.replace("body.", "").replace(".weight", ""))
-        steps, pred, _ = predicted_curve(rule, hp, mine)
+        steps, pred, kind = predicted_curve(rule, hp, mine)
         ok = np.isfinite(pred) & (pred > 0)
         if ok.any():
             ax.plot(steps[ok] + 1, pred[ok], **predicted_kw(c))
             drawn = True
-    delta_star, _ = equilibrium(rule, hp)
+    delta_star, tau = equilibrium(rule, hp)
     lam = hp.get("weight_decay", [0.0])[0]
     if lam and math.isfinite(delta_star) and drawn:
         ax.axhline(delta_star, color="0.3", ls=":", lw=1.2)
-        ax.annotate(f"Δ* = {delta_star:.3g}", (0.98, delta_star), xycoords=("axes fraction", "data"),
-                    ha="right", va="bottom", fontsize=8)
+        span = int(probes["step"].max()) + 1
+        ax.annotate(f"Δ* = {delta_star:.3g} (τ ≈ {tau:.3g} steps; run {span})", (0.98, delta_star),
+                    xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8)
     title = f"{rule}: {_regime(rule, hp)}"
+    if "open" in kind:
+        title += " (open: isotropic β1)"
     if not drawn:
-        title = f"{rule}: no prediction for this run's regime"
+        title = f"{rule}: no prediction for this run's regime ({kind})" if kind else \
+            f"{rule}: no prediction for this run's regime"
     ax.set_title(title)
     ax.legend(loc="upper right", fontsize=8, markerscale=1.5, handlelength=1)

@@ -13,7 +13,7 @@ others go on. Rows are handed to ``on_eval`` as soon as they exist (a caller wri
 
 **Time to target** (``target=``): the validation accuracy of every seed is checked every
 ``target_every`` steps (default :attr:`Problem.target_every`: every step or every few, so that the
-checks cost at most about half the training; with a loop of models, the evaluation interval),
+checks cost at most about half the training — the same ratio stacked or in a loop),
 besides the evaluations; the first checked step at which a seed reaches the target, the
 training time up to it (evaluations and checks excluded; a stacked group's time is shared by its
 K seeds) and the best accuracy seen are handed to ``on_target`` as one row per seed (columns
@@ -172,8 +172,8 @@ def train_seeds(problem: Problem, rule: str, seeds: Sequence[int], hp: Mapping[s
     with the optimizer before training (e.g. to attach a probe); its result's ``detach()`` is
     called at the end. ``progress``: a tqdm bar over steps (a string is its description).
     ``target``: a validation accuracy whose first crossing is tracked (module docstring), checked
-    every ``target_every`` steps (default: :attr:`Problem.target_every` stacked, the evaluation
-    interval in a loop); ``on_target`` gets one row per seed at the end of each model's run.
+    every ``target_every`` steps (default :attr:`Problem.target_every`); ``on_target`` gets one
+    row per seed at the end of each model's run.
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -185,7 +185,7 @@ def train_seeds(problem: Problem, rule: str, seeds: Sequence[int], hp: Mapping[s
     if target is not None:
         if not 0 < float(target) <= 1:
             raise ValueError(f"invalid target={target!r}: a validation accuracy in (0, 1]")
-        target_every = int(target_every or (problem.target_every if stacked else every))
+        target_every = int(target_every or problem.target_every)
         if target_every < 1:
             raise ValueError(f"invalid target_every={target_every}: must be an integer >= 1")
     track = None if target is None else (float(target), target_every, on_target)

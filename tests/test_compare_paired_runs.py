@@ -72,7 +72,7 @@ def test_defaults_tune_an_lr_without_a_published_default_and_say_so(tmp_path, ca
                             "--lr-grid", "0.01,0.1", "--no-figures", "--out", str(out)], capsys)
     assert rc == 0, err
     # the rule is printed when it runs, the best lr is at the top of this grid: flagged
-    assert "sgdp: no published default lr; by the tuning rule" in err
+    assert "sgdp: lr has no published default; tuning rule (seed 0 on the grid" in err
     assert "TOP of its grid" in stdout and "extend --lr-grid upward" in stdout
     runs = {p.name for p in (out / "runs").glob("*.json")}
     assert {"tune-sgdp-lr0.01-seed0.json", "tune-sgdp-lr0.1-seed0.json"} <= runs

@@ -13,7 +13,7 @@ from sandbox.problems import DataMissingError, available_problems, get_problem
 from sandbox.problems import fashion_mnist as fm
 from sandbox.training import resolve_hyperparameters
 
-CHEAP = ["digits-bnmlp", "mnist1d-bncnn", "teacher-student", "teacher-student-bn"]
+CHEAP = ["digits-bnmlp", "mnist1d-bncnn", "teacher-student", "teacher-student-bn", "teacher-student-large"]
 HAS_FMNIST = all((fm.DEFAULT_DIR / f"{s}.gz").is_file() for s in fm.FILES)
 
 
@@ -193,3 +193,17 @@ def test_fashion_mnist_with_altered_content_is_refused(tmp_path, monkeypatch):
     assert not list((tmp_path / "cache").glob("*.pt"))  # nothing cached from bad data
     shutil.rmtree(d)
     assert not Path(d).exists()
+
+
+def test_teacher_student_data_is_unchanged_and_the_large_one_has_its_sizes():
+    from sandbox.problems.catalogue import SPLIT_SEED, teacher_student_data
+
+    x, y = teacher_student_data(16384 + 1024 + 2048, 32, 16, 10, SPLIT_SEED)
+    p = get_problem("teacher-student", dtype=torch.float64)
+    assert torch.equal(p.test[0], x[-2048:]) and torch.equal(p.train[1], y[:16384])
+    big = get_problem("teacher-student-large")
+    assert [len(s[1]) for s in (big.train, big.valid, big.test)] == [16384, 1024, 16384]
+    assert big.scale_invariant == ("body.0.weight", "body.3.weight") and big.stack_seeds
+    # every class is in the test set (measured: 3% to 16% of it per class, as the docstring says)
+    counts = torch.bincount(big.test[1], minlength=10)
+    assert (counts > 0).all() and int(counts.sum()) == 16384

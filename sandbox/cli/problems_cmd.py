@@ -69,8 +69,8 @@ def format_problems() -> str:
                              for r, v in rules.items() if v["test_acc_mean"] is not None
                              and v["test_acc_sd"] is not None)
         lines.append(f"    measured {s['date']} ({s['seeds']} paired seeds, defaults, "
-                     f"{s['seconds']:.0f} s at load {s['load_average_1min']} on {s['cpus']} "
-                     f"CPUs): final test accuracy mean ± SD over seeds (pp): {per_rule}")
+                     f"{s['seconds']:.0f} s of training on {s['cpus']} shared CPUs, load average "
+                     f"{s['load_average_1min']} when stored): final test accuracy mean ± SD over seeds (pp): {per_rule}")
         accs = [v["test_acc_mean"] for v in rules.values() if v["test_acc_mean"] is not None]
         close = [q for q in s["pairs"] if q["sd_diff"] is not None and abs(q["mean_diff"]) < 0.05]
         if accs:
@@ -109,11 +109,11 @@ def _measure(args, names) -> int:
             raise UsageError(f"{name}: {str(e).splitlines()[0]}") from None
         start = time.perf_counter()
         summary = compare(cfg, out, progress=False, figures=False, opened=opened)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start  # this call's; a resumed folder trains nothing
         command = (f"python -m sandbox problems --measure {name} --seeds {args.seeds}"
                    f" (= python -m sandbox compare --problem {name} --defaults --seeds {args.seeds})")
-        path = save_spread(name, record_from_compare(out, summary, summary.attrs["pairs"],
-                                                     command, seconds))
-        print(f"{name}: measured in {seconds:.0f} s; stored in {path}", file=sys.stderr)
+        path = save_spread(name, record_from_compare(out, summary, summary.attrs["pairs"], command))
+        print(f"{name}: done in {seconds:.0f} s (runs already in {out} are reused); stored in "
+              f"{path}", file=sys.stderr)
     print(format_problems())
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..plotting import styled
+from ..plotting import plain_log_ticks, styled
 from .palette import rule_colors
 from .profile import MEASURES, profile_points
 from .store import write_atomic
@@ -39,6 +39,7 @@ def profile_figure(table: pd.DataFrame, path: str | Path) -> Path:
         ax.set(xscale="log", xlim=(1, tau_max), ylim=(-0.04, 1.04),
                xlabel=f"τ: within a factor τ of the best rule ({label})",
                ylabel=f"ρ(τ): fraction of the {n} problem(s)", title=label)
+        plain_log_ticks(ax, "x")
     axes[1].legend(loc="lower right")
     fig.suptitle("performance profiles (Dolan & Moré 2002): higher and further left is better; "
                  "a rule that never reaches a target stays below 1")

@@ -144,8 +144,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, progress: bool = True,
                 log(f"{rule}: best lr {best:g} on the grid" + (f" — {edge}" if edge else ""))
                 lr, phase, source = best, "final", "tuned on the grid"
             else:
-                log(f"{rule}: no published default lr; by the tuning rule ({LR_RULE}): lr {best:g}"
-                    + (f" — {edge}" if edge else ""))
+                log(f"{rule}: lr has no published default; tuning rule (seed 0 on the grid, best "
+                    f"final validation accuracy): lr {best:g}" + (f" — {edge}" if edge else ""))
                 lr, phase, source = best, "defaults", LR_RULE
         else:
             hp, _ = resolve_hyperparameters(rule, problem, fixed)

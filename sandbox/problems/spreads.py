@@ -2,7 +2,8 @@
 
 A spread is measured, never assumed: ``python -m sandbox problems --measure NAME --seeds K`` runs
 ``compare --defaults`` with K paired seeds on the problem (the default rules and budget) and
-stores, with the date, the command, the machine's load and the rules' lrs, per rule the mean and
+stores, with the date, the command, the training seconds of its runs, the machine's load
+average when it was stored (a shared machine: the seconds depend on it) and the rules' lrs, per rule the mean and
 SD over seeds of the final test accuracy and its time to target, and per pair of rules the mean
 and SD of the paired test-accuracy differences, in :data:`SPREADS_FILE` (committed, so that the
 listing needs no training). Nothing here is typed in by hand.
@@ -25,7 +26,17 @@ def load_spreads(path: Path | None = None) -> dict:
     return json.loads(path.read_text())
 
 
-def record_from_compare(out: Path, summary, pairs, command: str, seconds: float) -> dict:
+def training_seconds(out: Path) -> float:
+    """Seconds the folder's runs trained (each group's wall time once; a resumed folder still
+    gives the time its runs took, not the resume's)."""
+    seen = {}
+    for p in Path(out, "runs").glob("*.json"):
+        r = json.loads(p.read_text())
+        seen[(r["phase"], r["rule"], r["lr"], r.get("engine"), r["wall_s"])] = float(r["wall_s"])
+    return sum(seen.values())
+
+
+def record_from_compare(out: Path, summary, pairs, command: str) -> dict:
     """The stored form of one measurement (a ``compare`` folder's summary and pairs)."""
     import math
 
@@ -35,7 +46,8 @@ def record_from_compare(out: Path, summary, pairs, command: str, seconds: float)
 
     acc = pairs[pairs["metric"] == "test_acc"] if len(pairs) else pairs
     return {
-        "date": time.strftime("%Y-%m-%d"), "command": command, "seconds": round(seconds, 1),
+        "date": time.strftime("%Y-%m-%d"), "command": command,
+        "seconds": round(training_seconds(out), 1),
         "load_average_1min": round(os.getloadavg()[0], 2), "cpus": os.cpu_count(),
         "machine": platform.machine(), "folder": str(out),
         "seeds": int(summary["seeds"].max()),

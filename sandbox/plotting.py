@@ -121,14 +121,16 @@ def plain_log_ticks(ax, axis: str = "y") -> None:
 def _tidy_log_axis(axis, plain: bool = False) -> None:
     """At most a few labels on a log axis: minor ticks labelled (2 and 5 of each decade) only
     when the axis spans less than a decade, so that no two tick labels collide."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     lo, hi = sorted(axis.get_view_interval())
     span = hi / lo if lo > 0 else float("inf")
     if span < 10:
         axis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
         axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    else:
+    else:  # a decade or more: the major labels suffice, and no minor ticks to lay out (the
+        # minor ticks of many-decade log axes were most of a figure's drawing time)
+        axis.set_minor_locator(NullLocator())
         axis.set_minor_formatter(NullFormatter())
 
 

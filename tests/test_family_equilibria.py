@@ -126,3 +126,12 @@ def test_plot_writes_figures(shared):
 def test_whole_family_quick(tmp_path, monkeypatch):
     monkeypatch.undo()
     _assert_pass(fam.run(VerifyConfig(quick=True, out=tmp_path)))
+
+
+def test_quick_runs_the_graded_claims_and_the_full_mode_adds_the_open_ones():
+    quick = fam.jobs(VerifyConfig(quick=True))
+    full = fam.jobs(VerifyConfig(quick=False))
+    assert not [j for j in quick if set(j["claims"]) <= fam.OPEN or fam.rule_is_adaptive(j["rule"])]
+    assert [j for j in full if set(j["claims"]) <= fam.OPEN]
+    asked = fam.jobs(VerifyConfig(quick=True, only="equilibrium.adai*"))
+    assert asked and all(fam.rule_is_adaptive(j["rule"]) for j in asked)

@@ -147,3 +147,21 @@ def test_unwritable_output_folder_is_a_usage_error(tmp_path, capsys):
     assert main(["verify", "--quick", "--out", str(blocker / "sub"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot write to --out" in err
+
+
+def test_progress_bar_is_weighted_by_measured_cost_not_by_count():
+    """family_cost: a family's measured CPU seconds, split over its work units by their weights
+    and scaled by the part of the plan that --only keeps."""
+    from sandbox.verify.runner import family_cost
+
+    fam = types.SimpleNamespace(
+        COST={"quick": 10.0, "full": 100.0},
+        plan=lambda cfg: [u for u in [("a.x", "r", 1.0), ("a.y", "r", 3.0)]
+                          if cfg.only is None or u[0] == cfg.only])
+    cost, shares = family_cost(fam, VerifyConfig(quick=True))
+    assert cost == 10.0 and shares == [2.5, 7.5]
+    cost, shares = family_cost(fam, VerifyConfig(quick=False, only="a.y"))
+    assert cost == 75.0 and shares == [75.0]
+    from sandbox.verify.runner import load_families
+
+    assert all(set(getattr(m, "COST", {})) == {"quick", "full"} for m in load_families().values())

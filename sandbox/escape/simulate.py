@@ -59,7 +59,7 @@ def simulate_cell(rule: str, problem: EscapeProblem, lr: float, max_steps: int, 
                          f"is per param group)")
     theta = problem.initial_theta()
     opt = sandbox.create(arm.rule, [{"params": [theta], "replica_dims": 1}], lr=lr,
-                         nonfinite="ignore", **arm.hyperparameters(float(batch[0])))
+                         nonfinite="ignore", impl=arm.impl, **arm.hyperparameters(float(batch[0])))
     gen = torch.Generator(device=theta.device).manual_seed(int(seed))
     first = torch.zeros(problem.replicas, dtype=torch.int32, device=theta.device)
     acc = torch.zeros(3, problem.replicas, dtype=torch.float64, device=theta.device)

@@ -24,10 +24,22 @@ def replica_rows(x: Tensor, replica_dims: int) -> Tensor:
     return x.reshape(n, -1)
 
 
+# The implementation the toy checks step with: the per-tensor reference loop, the rules'
+# canonical form (the fast paths are tested equal to it in float64 by the optimizer library's own
+# tests), and on these small replica tensors as fast as the fast paths without their
+# compilation on first use (numba kernels).
+IMPL = "reference"
+
+
+def create(rule: str, params, **hp):
+    """``sandbox.create`` with :data:`IMPL` (unless ``hp`` names one)."""
+    return sandbox.create(rule, params, **{"impl": IMPL, **hp})
+
+
 def new_optimizer(rule: str, toy, hp: dict, prime: Callable | None = None):
-    """``sandbox.create(rule, toy.param_groups(), **hp)``; ``prime(opt, w)`` may then set
-    initial state (e.g. a momentum buffer or a root-free v_0) before the first step."""
-    opt = sandbox.create(rule, toy.param_groups(), **hp)
+    """``create(rule, toy.param_groups(), **hp)``; ``prime(opt, w)`` may then set initial state
+    (e.g. a momentum buffer or a root-free v_0) before the first step."""
+    opt = create(rule, toy.param_groups(), **hp)
     if prime is not None:
         prime(opt, toy.w)
     return opt

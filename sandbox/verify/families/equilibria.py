@@ -68,12 +68,19 @@ GROUPS = 8  # replica groups of the jackknife intervals (sandbox.verify.interval
 D, BETA, RF_DELTA = 64, 0.9, 0.01
 MAIN = ("equilibrium.delta", "equilibrium.norm", "equilibrium.time")
 ADAI = ("equilibrium.adai_delta", "equilibrium.adai_norm", "equilibrium.adai_time")
+# claims whose status is open: measured and REPORTED, never graded
+OPEN = frozenset(ADAI + ("equilibrium.adam_l2", "equilibrium.adam_l2_exponent",
+                         "equilibrium.adai_exponents"))
+# measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
+COST = {"quick": 7, "full": 120}
 CLAIMS = MAIN + ADAI + ("equilibrium.projection_ratio", "equilibrium.adam_l2",
                         "equilibrium.adam_l2_exponent", "equilibrium.adai_exponents",
                         "equilibrium.rootfree_factor", "equilibrium.rootfree_delta")
 
 
 def sizes(cfg: VerifyConfig) -> dict:
+    """Quick: 64 replicas (8 jackknife groups of 8), ηλ_eff = 2e-3, the graded claims only (Adai's
+    and Adam-with-L2's open claims are the full mode's); full: 256 replicas, ηλ_eff = 1e-3."""
     if cfg.quick:
         return {"replicas": 64, "x": 2e-3, "beta2": 0.9, "span": 7.0, "rf_steps": 600,
                 "sigmas": (0.5, 2.0)}
@@ -143,6 +150,9 @@ def jobs(cfg: VerifyConfig) -> list[dict]:
                                 "steps": int(s["span"] * prediction(name, hp2)["tau"]),
                                 "claims": ("equilibrium.adai_exponents",)})
     rules = cfg.extra.get("rules")  # optional restriction to some registered names
+    if cfg.quick and cfg.only is None:  # quick: the graded claims; the open ones (REPORTED) are
+        # the full mode's, or quick mode's when --only asks for them
+        out = [j for j in out if not (set(j["claims"]) <= OPEN or rule_is_adaptive(j["rule"]))]
     return [j for j in out if any(claim_selected(cfg, c) for c in j["claims"])
             and (rules is None or j["rule"] in rules)]
 

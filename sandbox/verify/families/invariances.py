@@ -38,12 +38,14 @@ from sandbox.verify.applicability import (claim_hyperparameters, exact_limit, mo
                                           rules_where, theory_rules, theory_traits)
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.intervals import t_interval
-from sandbox.verify.tracking import prime_state
+from sandbox.verify.tracking import create, prime_state
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
 
 TITLE = "Invariances: loss scale, diagonal reparametrisation, root-free ≈ Newton (theory §6)"
 NAME = "invariances"
+# measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
+COST = {"quick": 5, "full": 30}
 CLAIMS = ("invariance.adam_loss_scale", "invariance.adam_loss_scale.trajectory",
           "invariance.rootfree_reparam", "invariance.rootfree_reparam.update_factor",
           "invariance.rootfree_newton")
@@ -89,7 +91,7 @@ def _run_stack(stack: Reparametrised, rule: str, hp: dict, steps: int, prime: bo
     """Run one optimizer over all variants; return θ-space positions (T+1, K, R, d) and the
     θ-space updates (T, K, R, d) as float64 tensors on the CPU."""
     spec = sandbox.info(rule)
-    opt = sandbox.create(rule, stack.param_groups(), **hp)
+    opt = create(rule, stack.param_groups(), **hp)
     if prime:
         prime_start(opt, stack, spec, {**spec.defaults, **hp}, B)
     thetas = [stack.theta().reshape(stack.K, stack.w.shape[1], -1).cpu().clone()]
@@ -173,7 +175,7 @@ def _stream_updates(stack: Reparametrised, rule: str, hp: dict, steps: int, prim
     the update), so after the step w IS the update. Returns θ-space updates (T, K, R, d) and the
     identity variant's mean v per step (T,) where the rule keeps ``exp_avg_sq``."""
     spec = sandbox.info(rule)
-    opt = sandbox.create(rule, stack.param_groups(), **hp)
+    opt = create(rule, stack.param_groups(), **hp)
     if prime:
         prime_start(opt, stack, spec, {**spec.defaults, **hp}, 1)
     ups, v = [], []
@@ -317,7 +319,7 @@ def _newton(cfg, claim, rule, o):
     toy = NoisyQuadratic(d, sz["R_newton"], batch_size=B, condition=100.0, theta0=0.0,
                          seed=o["seed"], device=cfg.device)
     hp = claim_hyperparameters(spec, spec.defaults["lr"], B, **FAST_FORGET)
-    opt = sandbox.create(rule, toy.param_groups(), **hp)
+    opt = create(rule, toy.param_groups(), **hp)
     acc, n, trace = torch.zeros(sz["R_newton"], d, dtype=torch.float64), 0, []
     H = toy.curvatures.cpu()
     for t in range(T):

@@ -52,7 +52,7 @@ def detection_rows(cfg: VerifyConfig, problem, plan: dict, fp32: list[pd.DataFra
                          fired / len(eq) if len(eq) else float("nan"), 0.0, "open", "absolute",
                          f"{fired} of {len(eq)} records fired (false positives, all overall: "
                          f"{s_all['fp']})", interval=proportion_interval(fired, len(eq))))
-    if not sections["bf16"]:
+    if not sections["bf16"] or not plan.get("bf16_rules"):
         return rows, frames
     bf = []
     for rule in _progress(cfg, list(plan["bf16_rules"]), "nets: bf16 detection"):

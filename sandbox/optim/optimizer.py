@@ -267,7 +267,7 @@ class RuleOptimizer(torch.optim.Optimizer):
                     if spec is None:
                         continue
                     cache[id(p)] = (key, spec)
-                check_grad(p, spec, f"{self.rule.name}: {checks.where(gi, pi, p)}")
+                check_grad(p, spec, lambda: f"{self.rule.name}: {checks.where(gi, pi, p)}")
                 specs[id(p)] = spec
                 if not spec.sharded:
                     continue

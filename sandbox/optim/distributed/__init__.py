@@ -116,14 +116,17 @@ def shard_spec(p: Tensor, where: str) -> Optional[ShardSpec]:
     return ShardSpec(mesh, group, ranks, rank, pl, sharded, start, length, n)
 
 
-def check_grad(p: Tensor, spec: Optional[ShardSpec], where: str) -> None:
-    """The gradient of a DTensor parameter is laid out like it (a Partial gradient is refused)."""
+def check_grad(p: Tensor, spec: Optional[ShardSpec], where) -> None:
+    """The gradient of a DTensor parameter is laid out like it (a Partial gradient is refused).
+    ``where()`` names the parameter (called only to word a refusal)."""
     g = p.grad
     if spec is None:
         if is_dtensor(g):
-            raise ValueError(f"{where} is a plain tensor but its gradient a DTensor ({_placement_text(g)})")
+            raise ValueError(f"{where()} is a plain tensor but its gradient a DTensor ({_placement_text(g)})")
         return
-    if not is_dtensor(g) or tuple(g.placements) != spec.placements or g.device_mesh != spec.mesh:
+    if not is_dtensor(g) or tuple(g.placements) != spec.placements or (
+            g.device_mesh is not spec.mesh and g.device_mesh != spec.mesh):
+        where = where()
         what = _placement_text(g) if is_dtensor(g) else "a plain tensor"
         raise ValueError(
             f"{where} has {_placement_text(p)} but its gradient {what}; the gradient must be laid "

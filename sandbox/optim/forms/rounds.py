@@ -35,7 +35,7 @@ from torch import Tensor
 from ..distributed import ShardSpec, all_gather
 from ..stages import Flow
 from ..stages.adai import COUNT_KEY, SUM_KEY
-from ..stages.base import OPS, SCOPES, Reduce, Stage, old_style_reducing, requests_of
+from ..stages.base import OPS, SCOPES, Reduce, Stage, old_style_reducing, requests_of, scale_by_lr
 
 GATE = object()  # a task waits for the step's first round before it may write
 WAIT = object()  # a chain waits for a stage's prepare
@@ -85,11 +85,19 @@ def _global(stage: Stage) -> bool:
     return any(scope == "global" for _, scope in (stage.reductions or ()))
 
 
-def _allowed(stage: Stage) -> Optional[set]:
-    """What ``stage`` may request (None: undeclared, checked only under sharding)."""
-    if old_style_reducing(stage):
-        return {("sum", "global")}
-    return None if stage.reductions is None else {tuple(r) for r in stage.reductions}
+_ALLOWED: dict = {}  # id(stage) → (stage, the (op, scope) pairs it may request, or None)
+
+
+def _allowed(stage: Stage) -> Optional[frozenset]:
+    """What ``stage`` may request (None: undeclared, not checked)."""
+    hit = _ALLOWED.get(id(stage))
+    if hit is None or hit[0] is not stage:
+        if old_style_reducing(stage):
+            allowed = frozenset({("sum", "global")})
+        else:
+            allowed = None if stage.reductions is None else frozenset(tuple(r) for r in stage.reductions)
+        hit = _ALLOWED[id(stage)] = (stage, allowed)
+    return hit[1]
 
 
 # --- the coroutines ------------------------------------------------------------------------------
@@ -107,7 +115,9 @@ def _old_reducing(stage: Stage, flow: Flow, ctx):
 def chain_task(task: Task, stages: tuple, flow: Flow, ctx, gate: Gate, param: Tensor, infos: dict):
     """Run ``stages`` on one parameter; apply θ ← θ + u (its only write of θ) at the end."""
     task.stages, task.ctx = stages, ctx
-    for i, s in enumerate(stages):
+    lr = ctx.hp.get("lr")
+    fused_lr = bool(stages) and type(stages[-1]) is scale_by_lr and type(lr) in (int, float)
+    for i, s in enumerate(stages[:-1] if fused_lr else stages):
         task.pos = i
         if not gate.open and not s.defers_writes:
             yield GATE
@@ -125,7 +135,10 @@ def chain_task(task: Task, stages: tuple, flow: Flow, ctx, gate: Gate, param: Te
     task.pos = len(stages)
     if not gate.open:
         yield GATE
-    ctx.param.add_(flow.u)
+    if fused_lr:  # scale_by_lr's u ← −lr·u and θ ← θ + u in one pass
+        ctx.param.add_(flow.u, alpha=-lr)
+    else:
+        ctx.param.add_(flow.u)
     infos[param] = ctx.info
 
 
@@ -331,23 +344,27 @@ def _exchange(serve: list[Task], flag: Optional[bool], comm: Optional[ShardSpec]
             pos += n
             # (a global value of a replicated shard stays in the global replica space: cut back below)
             whole[id(t), i] = v.to(r.value.dtype)
-    # 2. global statistics: every contribution, in task order
-    totals: dict[str, Tensor] = {}
+    # 2. global statistics: every contribution, in task order, summed (or maxed) at once in the
+    #    first contribution's dtype
+    parts: dict[str, list] = {}
     ops: dict[str, str] = {}
     for t in serve:
         for i, r in enumerate(t.reqs):
             if r.scope != "global":
                 continue
             v = whole[id(t), i]
-            if r.key in totals:
-                if ops[r.key] != r.op or totals[r.key].shape != v.shape:
+            if r.key in parts:
+                first = parts[r.key][0]
+                if ops[r.key] != r.op or first.shape != v.shape:
                     raise ValueError(f"global statistic {r.key!r} requested with different ops or "
-                                     f"replica shapes ({ops[r.key]} {tuple(totals[r.key].shape)}, "
+                                     f"replica shapes ({ops[r.key]} {tuple(first.shape)}, "
                                      f"{r.op} {tuple(v.shape)})")
-                acc = totals[r.key]
-                totals[r.key] = _combine(r.op, [acc, v.to(acc.dtype)])
+                parts[r.key].append(v if v.dtype == first.dtype else v.to(first.dtype))
             else:
-                totals[r.key], ops[r.key] = v, r.op
+                parts[r.key], ops[r.key] = [v], r.op
+    totals = {k: (vs[0] if len(vs) == 1 else
+                  torch.stack(vs).sum(0) if ops[k] == "sum" else torch.stack(vs).amax(0))
+              for k, vs in parts.items()}
     # 3. hand the values back
     for t in serve:
         out = []

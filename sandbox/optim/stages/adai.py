@@ -33,7 +33,7 @@ class adaptive_inertia(Stage):
     The step counter ``t`` is per parameter (official code). With replicas, v̄ is per replica.
 
     The request is made before anything is written: this parameter's part of Σ v̂_t is taken as
-    (β2 Σ v_{t−1} + (1 − β2) Σ u_t²)/(1 − β2^t) (the same number as Σ v̂_t up to rounding), and
+    ((1 − β2) Σ u_t² + β2 Σ v_{t−1})/(1 − β2^t) (the same number as Σ v̂_t up to rounding), and
     ``v``, ``t`` and the rest are written once the mean is back (``defers_writes``).
 
     Deliberate difference from the official code: when v̄ = 0 (every gradient so far exactly
@@ -68,14 +68,24 @@ class adaptive_inertia(Stage):
         beta2 = ctx.hp["betas"][1]
         rd = ctx.replica_dims
         step = ctx.state.get("step")
-        t = (float(step) if step is not None else 0.0) + 1.0
+        bc = 1.0 - beta2 ** ((float(step) if step is not None else 0.0) + 1.0)
         acc = torch.promote_types(u.dtype, torch.float32)
-        usq = per_replica_sum(torch.square(u.to(acc)), rd)
+        total = per_replica_sum(torch.square(u if u.dtype == acc else u.to(acc)), rd).mul_((1.0 - beta2) / bc)
         v = ctx.state.get("exp_avg_sq")
-        total = (1.0 - beta2) * usq
         if v is not None:
-            total = total + beta2 * per_replica_sum(v, rd, dtype=acc)
-        return total / (1.0 - beta2 ** t)
+            total = total.add_(per_replica_sum(v, rd, dtype=acc), alpha=beta2 / bc)
+        return total
+
+    _counts: dict = {}  # (replica shape, elements per replica, device) → the count as a tensor
+
+    @classmethod
+    def count(cls, u: Tensor, rd: int) -> Tensor:
+        """Elements per replica, exactly (float64), shape R (shared: never written)."""
+        key = (tuple(u.shape[:rd]), per_replica_numel(u, rd), u.device)
+        c = cls._counts.get(key)
+        if c is None:
+            c = cls._counts[key] = torch.full(key[0], float(key[1]), dtype=torch.float64, device=u.device)
+        return c
 
     @staticmethod
     def inertia(v: Tensor, vbar: Tensor, step: float, hp, rd: int, dtype: torch.dtype) -> Tensor:
@@ -90,10 +100,8 @@ class adaptive_inertia(Stage):
     def apply(self, flow: Flow, ctx: Context):
         u = flow.u
         rd = ctx.replica_dims
-        count = torch.full(tuple(u.shape[:rd]), float(per_replica_numel(u, rd)), dtype=torch.float64,
-                           device=u.device)
         total, count = yield [Reduce("sum", "global", self.partial_sum(u, ctx), SUM_KEY),
-                              Reduce("sum", "global", count, COUNT_KEY)]
+                              Reduce("sum", "global", self.count(u, rd), COUNT_KEY)]
         vbar = total / count.to(total.dtype)
         # the writes: t, v, then the inertia
         beta2 = ctx.hp["betas"][1]

@@ -233,7 +233,8 @@ class Stage:
 
 
 class scale_by_lr(Stage):
-    """u ← −lr·u: the last stage of every rule; the optimizer then applies θ ← θ + u."""
+    """u ← −lr·u: the last stage of every rule; the optimizer then applies θ ← θ + u (both in
+    one pass, θ ← θ − lr·u, when this stage ends the chain and lr is a number)."""
 
     name = "scale_by_lr"
     reductions = ()
@@ -280,7 +281,9 @@ class add_decayed_weights(Stage):
         scale = flow.decay_scale
         if self.sgdp_scaling:
             scale = scale / (1.0 - ctx.hp["momentum"])
-        return flow.with_u(flow.u + (wd * scale) * ctx.param)
+        if isinstance(scale, Tensor):  # per replica (the projection's wd_ratio): one pass
+            return flow.with_u(torch.addcmul(flow.u, ctx.param, wd * scale))
+        return flow.with_u(torch.add(flow.u, ctx.param, alpha=wd * scale))
 
 
 def chain(*stages: Optional[Stage]) -> tuple[Stage, ...]:

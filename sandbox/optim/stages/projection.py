@@ -16,23 +16,19 @@ NONE, CHANNEL, LAYER = 0, 1, 2  # codes of the view that fired, in ctx.info["pro
 
 
 def _row_sums(a: Tensor, b: Tensor) -> Tensor:
-    """Σ a·b over the last axis (one pass, no tensor-sized temporary)."""
-    return torch.linalg.vecdot(a, b, dim=-1)
-
-
-def _cos(wg: Tensor, gg: Tensor, ww: Tensor, eps: float) -> Tensor:
-    """|cos(g, w)| from the sums, as ``F.cosine_similarity`` clamps it: each norm at least eps."""
-    return wg.abs() / (gg.sqrt().clamp_min(eps) * ww.sqrt().clamp_min(eps))
+    """Σ a·b over the last axis."""
+    return (a * b).sum(-1)
 
 
 class _Verdict:
-    """What ``prepare`` found for one parameter: which view passes (per replica), and the
-    channel rows' ‖w‖² and the layer's ‖w‖² the projection divides by."""
+    """What ``prepare`` found for one parameter, for ``apply``: the code of the view that fired
+    (per replica), whether it is the layer view, 1/(‖w‖ + eps)² per channel row of the view that
+    fired (0 where none fired), and the factor on a later decay (``wd_ratio`` where it fired)."""
 
-    __slots__ = ("channel", "layer", "row_ww", "layer_ww", "code")
+    __slots__ = ("code", "layer", "inv2", "ratio")
 
-    def __init__(self, channel, layer, row_ww, layer_ww, code):
-        self.channel, self.layer, self.row_ww, self.layer_ww, self.code = channel, layer, row_ww, layer_ww, code
+    def __init__(self, code, layer, inv2, ratio):
+        self.code, self.layer, self.inv2, self.ratio = code, layer, inv2, ratio
 
 
 class radial_projection(Stage):
@@ -55,8 +51,8 @@ class radial_projection(Stage):
     after this stage is scaled by ``wd_ratio`` (it sets ``flow.decay_scale``); where no view
     passes, nothing changes (factor 1).
 
-    Written as sums, so that it runs on the shards of a tensor: per channel row ⟨w, g⟩, ‖g‖²,
-    ‖w‖² and ⟨w, d⟩; the layer view's sums are sums of its rows' sums. The verdict depends on
+    Written as sums, so that it runs on the shards of a tensor: per channel row ⟨w, g⟩, ‖g‖,
+    ‖w‖ and ⟨w, d⟩; the layer view's sums (⟨w, g⟩, ‖g‖², ‖w‖², ⟨w, d⟩) are sums over its rows. The verdict depends on
     (w, g) only: :meth:`prepare` requests the rows' largest |cos| (a max) and the layer's three
     sums (a sum) before the step writes anything; :meth:`apply` requests the layer's ⟨w, d⟩.
     FSDP2 never splits a row of dim 0, so everything else is local. Both views are decided and
@@ -97,52 +93,54 @@ class radial_projection(Stage):
         return len(ctx.shape) - ctx.replica_dims > 1 and math.prod(ctx.shape) > 0
 
     def prepare(self, ctx: Context):
-        """The verdict per replica, from (w, g) alone."""
+        """The verdict per replica, from (w, g) alone; |cos| as ``F.cosine_similarity`` clamps it
+        (each norm at least eps)."""
         if not self._projects(ctx):
             return None
         rd, eps = ctx.replica_dims, ctx.hp[self.eps_key]
         w, g = self._rows(ctx.param, ctx), self._rows(ctx.grad, ctx)
-        ww, gg, wg = _row_sums(w, w), _row_sums(g, g), _row_sums(w, g)
-        if ww.shape[-1]:
-            cmax = _cos(wg, gg, ww, eps).amax(dim=-1)
+        wn, gn = torch.linalg.vector_norm(w, dim=-1), torch.linalg.vector_norm(g, dim=-1)
+        wg = _row_sums(w, g)
+        if wn.shape[-1]:
+            cmax = (wg.abs() / (gn.clamp_min(eps) * wn.clamp_min(eps))).amax(dim=-1)
         else:  # a shard without rows (uneven FSDP2 sharding)
-            cmax = torch.full(ww.shape[:-1], -math.inf, dtype=ww.dtype, device=ww.device)
-        sums = torch.stack([wg.sum(-1), gg.sum(-1), ww.sum(-1)], dim=-1)
+            cmax = torch.full(wn.shape[:-1], -math.inf, dtype=wn.dtype, device=wn.device)
+        # the layer's ⟨w, g⟩, ‖g‖², ‖w‖²: sums of the rows'
+        sums = torch.stack([wg, gn.square(), wn.square()], dim=-1).sum(-2)
         cmax, sums = yield [Reduce("max", "tensor", cmax), Reduce("sum", "tensor", sums)]
         item = ctx.shape[rd:]
         delta = ctx.hp["delta"]
         channel = cmax < delta / math.sqrt(math.prod(item[1:]))
-        layer = ~channel & (_cos(sums[..., 0], sums[..., 1], sums[..., 2], eps)
-                            < delta / math.sqrt(math.prod(item)))
-        code = torch.where(channel, CHANNEL, torch.where(layer, LAYER, NONE)).to(torch.uint8)
-        return _Verdict(channel, layer, ww, sums[..., 2], code)
+        norms = sums[..., 1:].sqrt()  # the layer's ‖g‖, ‖w‖
+        layer_cos = sums[..., 0].abs() / norms.clamp_min(eps).prod(-1)
+        layer = (layer_cos < delta / math.sqrt(math.prod(item))) & ~channel
+        # ŵ⟨ŵ, d⟩ = w·inv²⟨w, d⟩, inv = 1/(‖w‖ + eps) of the row (channel) or the replica (layer)
+        inv2 = torch.where(channel.unsqueeze(-1), (wn + eps).reciprocal().square(),
+                           torch.where(layer, (norms[..., 1] + eps).reciprocal().square(), 0.0).unsqueeze(-1))
+        code = torch.where(channel, CHANNEL, layer.to(torch.uint8) * LAYER).to(torch.uint8)
+        w0 = ctx.param
+        # wd_ratio in the parameter's dtype (a Python scalar in torch.where would be float32)
+        ratio = torch.where(code > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w0.dtype, device=w0.device),
+                            torch.ones((), dtype=w0.dtype, device=w0.device))
+        return _Verdict(code, layer.unsqueeze(-1), inv2, broadcast_to_items(ratio, w0, rd))
 
     def apply(self, flow: Flow, ctx: Context):
         v = ctx.prepared.get(self)
         w = ctx.param
-        rd = ctx.replica_dims
         if v is None:
+            rd = ctx.replica_dims
             ctx.info["projection"] = torch.zeros(w.shape[:rd], dtype=torch.uint8, device=w.device)
             return flow
         u = flow.u
-        eps = ctx.hp[self.eps_key]
         w_rows, d_rows = self._rows(w, ctx), self._rows(u, ctx)
         wd = _row_sums(w_rows, d_rows)  # ⟨w, d⟩ per channel row
         layer_wd = yield Reduce("sum", "tensor", wd.sum(-1))
-        # ⟨ŵ, d⟩ŵ = w·inv²⟨w, d⟩ with inv = 1/(‖w‖ + eps), per row (channel) or per replica (layer)
-        inv_row = 1.0 / (v.row_ww.sqrt() + eps)
-        inv_layer = (1.0 / (v.layer_ww.sqrt() + eps)).unsqueeze(-1)
-        coef = torch.where(v.channel.unsqueeze(-1), inv_row * (inv_row * wd),
-                           torch.where(v.layer.unsqueeze(-1), inv_layer * (inv_layer * layer_wd.unsqueeze(-1)),
-                                       0.0))
-        fired = (v.channel | v.layer).reshape(v.channel.shape + (1, 1))
-        out = torch.where(fired, torch.addcmul(d_rows, w_rows, coef.unsqueeze(-1), value=-1.0), d_rows)
-        out = out.reshape(u.shape)
+        # d − w·inv²⟨w, d⟩ (the row's ⟨w, d⟩, or the layer's); inv² = 0 where no view fired (d + 0·w:
+        # d itself for finite weights)
+        coef = v.inv2 * torch.where(v.layer, layer_wd.unsqueeze(-1), wd)
+        out = torch.addcmul(d_rows, w_rows, coef.unsqueeze(-1), value=-1.0).reshape(u.shape)
         ctx.info["projection"] = v.code
-        # Build wd_ratio in the parameter's dtype: a Python scalar in torch.where would be float32.
-        ratio = torch.where(v.code > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w.dtype, device=w.device),
-                            torch.ones((), dtype=w.dtype, device=w.device))
-        scale = flow.decay_scale * broadcast_to_items(ratio, w, rd)
+        scale = flow.decay_scale * v.ratio
         if ctx.hp.get("project_momentum", False) and flow.buffer is not None:
             u.copy_(out)
             return Flow(u, scale, flow.buffer)

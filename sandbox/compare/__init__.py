@@ -5,6 +5,9 @@
 ...                                 seeds=3, mode="defaults"), out="results/compare/demo")  # doctest: +SKIP
 
 The same from a shell: ``python -m sandbox compare --problem digits-bnmlp --defaults``.
+``summary.attrs["pairs"]`` (and ``pairs.csv``) holds every pair of rules: the paired difference
+of the seeds, its 95% interval, the paired t-test, the verdict in words and the detectable
+difference (:mod:`.paired`); ``--problems a,b,c`` adds performance profiles (:mod:`.profile`).
 The CLI runs torch with one CPU thread by default; from Python, ``torch.set_num_threads(1)``
 does the same (these nets' ops are too small for intra-op threads, which stall on a busy CPU).
 """

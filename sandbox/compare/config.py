@@ -66,9 +66,11 @@ class CompareConfig:
 
     ``mode``: ``'tune'`` (tune lr on ``lr_grid`` with seed 0, keep the best by final validation
     accuracy, re-run it with ``seeds`` seeds) or ``'defaults'`` (each rule at its published
-    defaults, ``seeds`` seeds). ``hp``: per-rule fixed hyperparameters ``{rule: {name: value}}``
-    applied in both modes. ``epochs``: budget (None = the problem's default). ``target``: test
-    accuracy for "steps to target" (None = the problem's), checked every ``target_every`` steps
+    defaults, ``seeds`` seeds; an lr without a published default is tuned on ``lr_grid`` by the
+    rule of :mod:`.protocol`). Seed s is the same initialisation and data order for every rule
+    (paired seeds). ``hp``: per-rule fixed hyperparameters ``{rule: {name: value}}``
+    applied in both modes. ``epochs``: budget (None = the problem's default). ``target``:
+    validation accuracy for "steps to target" (None = the problem's), checked every ``target_every`` steps
     of the reported runs (None = the problem's :attr:`~sandbox.problems.Problem.target_every`).
     ``probe_every``: record the
     scale-invariance probes every n steps in the final runs (0 = off). ``engine``: how the seeds

@@ -39,6 +39,15 @@ def _tail(path: Path, n: int = 6000) -> str:
     return "\n".join(lines)[-n:]
 
 
+_CONSEQUENCES = ("Connection closed by peer", "Connection reset by peer", "remote worker crashing",
+                 "Broken pipe")
+
+
+def _collateral(text: str) -> bool:
+    """A rank's error that only reports another rank's death (its peer closed the connection)."""
+    return any(c in text for c in _CONSEQUENCES)
+
+
 def run_job(world: int, spec: dict, timeout: float = 150.0) -> list[dict]:
     """Run the cases of ``spec`` on ``world`` ranks; returns each rank's result dict (rank order)."""
     with tempfile.TemporaryDirectory(prefix=f"dist{world}_") as tmp:
@@ -60,7 +69,15 @@ def run_job(world: int, spec: dict, timeout: float = 150.0) -> list[dict]:
                 codes = [p.poll() for p, _ in procs]
                 bad = [r for r, c in enumerate(codes) if c not in (None, 0)]
                 if bad:
-                    failed = bad[0]
+                    # the others usually fail at once in a collective (their peer is gone): give
+                    # them a moment, then blame the rank whose error is not such a consequence
+                    settle = time.monotonic() + 3.0
+                    while time.monotonic() < settle and any(p.poll() is None for p, _ in procs):
+                        time.sleep(0.05)
+                    bad = [r for r, (p, _) in enumerate(procs) if p.poll() not in (None, 0)]
+                    primary = [r for r in bad if not _collateral(_tail(tmp / f"stderr{r}.txt"))]
+                    failed = (primary or bad)[0]
+                    others = [r for r in bad if r != failed]
                     break
                 if all(c == 0 for c in codes):
                     break
@@ -77,6 +94,7 @@ def run_job(world: int, spec: dict, timeout: float = 150.0) -> list[dict]:
                 p.wait()
                 f.close()
         if failed is not None:
+            also = f"\n(ranks {others} failed too, after it)" if others else ""
             raise JobFailed(f"rank {failed} of the {world}-rank job failed (exit "
-                            f"{procs[failed][0].returncode}):\n{_tail(tmp / f'stderr{failed}.txt')}")
+                            f"{procs[failed][0].returncode}):\n{_tail(tmp / f'stderr{failed}.txt')}{also}")
         return [json.loads((tmp / f"result{r}.json").read_text()) for r in range(world)]

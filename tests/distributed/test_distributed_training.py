@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import sandbox
-from launch import run_job
+from launch import JobFailed, run_job
 
 RULES = sandbox.available()
 STACKED = ["adamp", "sgdp", "adaip", "adaiwp"]
@@ -161,6 +161,12 @@ def test_bad_input_is_refused_before_any_write(item):
         assert unchanged is True, f"rank {r['rank']}: {item}: something was written"
 
 
+def test_replicated_dtensors_take_no_collective():
+    for r in results():
+        err, coll = r["cases"]["3/bad_input"]["replicate"]
+        assert err <= 1e-12 and coll == 0, (r["rank"], err, coll)
+
+
 def test_nonfinite_skip_is_taken_by_every_rank():
     for r in results():
         got = r["cases"]["3/bad_input"]
@@ -179,6 +185,14 @@ def test_user_stages_written_the_old_way_stay_exact(name, modes, tol, max_coll):
             params, state, coll = runs[mode]
             assert params <= tol and state <= tol, (r["rank"], mode, params, state)
             assert coll <= (max_coll if mode == "fsdp" else 0), (mode, coll)
+
+
+def test_a_failing_rank_fails_the_job_with_its_traceback():
+    """Rank 1 raises while rank 0 waits in a collective: the job fails at once with rank 1's
+    traceback (rank 0 is killed), it does not hang until a timeout."""
+    with pytest.raises(JobFailed, match="deliberate failure on rank 1") as e:
+        run_job(2, {"cases": [{"kind": "crash", "world": 2, "rank": 1}]}, timeout=120)
+    assert "Traceback" in str(e.value) and "rank 1 of the 2-rank job failed" in str(e.value)
 
 
 @pytest.mark.gpu

@@ -405,6 +405,23 @@ def case_bad_input(world, rank) -> dict:
     w2 = nn.Parameter(distribute_tensor(torch.randn(4, 6, dtype=torch.float64), mesh2, [Replicate(), Shard(0)]))
     w2.grad = distribute_tensor(torch.randn(4, 6, dtype=torch.float64), mesh2, [Replicate(), Shard(0)])
     out["mesh2d"] = expect_refusal(sandbox.create("sgdp", [w2], lr=0.1).step, "group 0 param 0", "2-D mesh")
+    # Replicate() DTensors (every rank holds the whole tensor): local statistics are whole, no
+    # collective at all; Adai's global mean counts each once
+    torch.manual_seed(3)
+    full = [torch.randn(6, 4, dtype=torch.float64), torch.randn(5, dtype=torch.float64)]
+    grads = [[torch.randn_like(f) for f in full] for _ in range(3)]
+    plain = [nn.Parameter(f.clone()) for f in full]
+    rep = [nn.Parameter(distribute_tensor(f.clone(), mesh, [Replicate()])) for f in full]
+    o1, o2 = sandbox.create("adaip", plain, lr=0.1), sandbox.create("adaip", rep, lr=0.1)
+    coll = []
+    for gs in grads:
+        for p, q, g in zip(plain, rep, gs):
+            p.grad, q.grad = g.clone(), distribute_tensor(g.clone(), mesh, [Replicate()])
+        o1.step()
+        with Collectives(dispatched=True) as c:
+            o2.step()
+        coll.append(c.count)
+    out["replicate"] = [max(rel_err(local(q), p) for p, q in zip(plain, rep)), max(coll)]
     # user stages: undistributable (refused), old-style reducing undeclared (refused under FSDP2,
     # runs under DDP), undeclared (DTensor semantics: exact), declared element-wise (local: exact)
     users = {"dist_unit_norm": unit_norm, "dist_median": median_scale, "dist_signed": signed,
@@ -493,6 +510,10 @@ def main(spec_path: str, rank: int) -> None:
                     result["cases"][key] = {"error": traceback.format_exc()}
                 result["cases"][key]["seconds"] = time.perf_counter() - t0
                 dist.barrier(group=MESHES[w].get_group())
+        elif case["kind"] == "crash":  # the launcher's own test: one rank fails, the others wait
+            if rank == case["rank"]:
+                raise RuntimeError(f"deliberate failure on rank {rank}")
+            dist.barrier()
         elif case["kind"] == "bad_input":
             result["cases"][f"{w}/bad_input"] = case_bad_input(w, rank)
         dist.barrier()

@@ -134,18 +134,21 @@ class EffectiveStepPanel:
         lr = typical_lr(rule) if lr is None else lr
         project = default_project(rule) if project is None else project
         # wide controls with room for their labels (the default 'description' width cuts
-        # "weight decay", and a 125-px slider is too short to aim)
-        wide = dict(style={"description_width": "110px"}, layout=W.Layout(width="420px"))
-        self.rule = W.Dropdown(options=sandbox.available(), value=rule, description="rule", **wide)
+        # "weight decay", and a 125-px slider is too short to aim); a Layout of its own per
+        # control (one shared Layout left nbclient waiting on the widgets' state)
+        def wide():
+            return dict(style={"description_width": "110px"}, layout=W.Layout(width="420px"))
+
+        self.rule = W.Dropdown(options=sandbox.available(), value=rule, description="rule", **wide())
         self.lr = W.FloatLogSlider(value=lr, base=10, min=-5, max=0, step=0.05,
                                    description="lr", readout_format=".2e", continuous_update=False,
-                                   **wide)
+                                   **wide())
         self.momentum = W.FloatSlider(value=momentum, min=0.0, max=0.99, step=0.01,
-                                      description="momentum", continuous_update=False, **wide)
+                                      description="momentum", continuous_update=False, **wide())
         self.weight_decay = W.SelectionSlider(options=list(WEIGHT_DECAYS), value=weight_decay,
                                               description="weight decay", continuous_update=False,
-                                              **wide)
-        self.project = W.Checkbox(value=project, description="radial projection", **wide)
+                                              **wide())
+        self.project = W.Checkbox(value=project, description="radial projection", **wide())
         self.status = W.HTML()
         self.output = W.Output()
         for c in (self.lr, self.momentum, self.weight_decay, self.project):

@@ -87,7 +87,7 @@ GEOMETRIC = ("asymptote.rootfree_delta", "asymptote.rootfree_growth", "asymptote
 CROSSOVER = ("asymptote.rootfree_crossover", "asymptote.rootfree_profile",
              "asymptote.rootfree_sgd_return")
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 10, "full": 120}
+COST = {"quick": 10, "full": 110}
 CLAIMS = POWER + GEOMETRIC + CROSSOVER + ("asymptote.delta_limit_default_beta2",)
 
 

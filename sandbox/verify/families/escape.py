@@ -44,7 +44,7 @@ NAME = "escape"
 FAMILY_OF = {name: arm.family for name, arm in ARMS.items()}
 SUFFIX = {"k": "", "B": ".B", "eta": ".eta"}
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 10, "full": 300}
+COST = {"quick": 8, "full": 210}
 CLAIMS = tuple(f"escape.{fam}{suf}" for fam in dict.fromkeys(FAMILY_OF.values())
                for suf in ("", ".B", ".eta", ".slope")) + ("escape.kramers",)
 

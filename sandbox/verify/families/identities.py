@@ -48,7 +48,7 @@ from theory.identities import exp_lr_decoupled
 TITLE = "Exact identities on scale-invariant weights (theory §1)"
 NAME = "identities"
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 7, "full": 40}
+COST = {"quick": 7, "full": 110}
 CLAIMS = ("identity.orthogonality", "identity.gd", "identity.heavy_ball", "identity.projected",
           "identity.exp_lr", "identity.exp_lr_momentum")
 TOL_EVAL, TOL_TRAJ = 1e-12, 1e-10

@@ -45,7 +45,7 @@ from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, ro
 TITLE = "Invariances: loss scale, diagonal reparametrisation, root-free ≈ Newton (theory §6)"
 NAME = "invariances"
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 5, "full": 30}
+COST = {"quick": 5, "full": 17}
 CLAIMS = ("invariance.adam_loss_scale", "invariance.adam_loss_scale.trajectory",
           "invariance.rootfree_reparam", "invariance.rootfree_reparam.update_factor",
           "invariance.rootfree_newton")

@@ -64,7 +64,7 @@ FOREACH = "torch.AdamW(foreach)"
 REQUIRED_VALUES = {"lr": 1e-3, "batch_size": 32, "normalized": True}
 
 
-def _optimizer(name: str, params):
+def _optimizer(name: str, params, nonfinite: str = "raise"):
     import sandbox
     from sandbox.optim.hyper import REQUIRED
 
@@ -75,10 +75,11 @@ def _optimizer(name: str, params):
     for k, v in (("lr", 1e-3), ("weight_decay", 1e-2), ("momentum", 0.9)):
         if k in d:
             kw[k] = v
-    return sandbox.create(name, params, **kw)
+    return sandbox.create(name, params, nonfinite=nonfinite, **kw)
 
 
-def _worker(rank: int, world: int, port: int, names: list, repeats: int, out_path: str) -> None:
+def _worker(rank: int, world: int, port: int, names: list, repeats: int, out_path: str,
+            nonfinite: str = "raise") -> None:
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
     from torch.distributed.tensor.debug import CommDebugMode
@@ -104,7 +105,7 @@ def _worker(rank: int, world: int, port: int, names: list, repeats: int, out_pat
         m = BenchNet()
         fully_shard(m)
         try:
-            opt = _optimizer(name, m.parameters())
+            opt = _optimizer(name, m.parameters(), nonfinite)
             for _ in range(2):
                 train_step(m, opt)
             opt.zero_grad(set_to_none=False)  # the backward's collectives are FSDP2's: count the step apart
@@ -147,6 +148,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--world", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rules", default="", help="comma-separated rules (default: every registered rule)")
+    ap.add_argument("--nonfinite", default="raise", choices=("raise", "skip", "ignore"),
+                    help="the rules' nonfinite option ('ignore': no agreement on finite gradients, "
+                         "one round fewer for rules whose first request follows a writing stage)")
     args = ap.parse_args(argv)
     names = [BASELINE, FOREACH] + (args.rules.split(",") if args.rules else sandbox.available())
     import tempfile
@@ -155,7 +159,8 @@ def main(argv=None) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "bench.json")
-        mp.spawn(_worker, args=(args.world, _free_port(), names, args.repeats, out), nprocs=args.world)
+        mp.spawn(_worker, args=(args.world, _free_port(), names, args.repeats, out, args.nonfinite),
+                 nprocs=args.world)
         import json
 
         res = json.loads(open(out).read())
@@ -163,18 +168,19 @@ def main(argv=None) -> dict:
     base_total, base_step = rows[BASELINE]["total"], rows[BASELINE]["step"]
     base_coll = rows[BASELINE]["collectives"]
     print(f"FSDP2 (fully_shard), world size {args.world}, gloo on CPU, 1 thread per rank, float32, "
-          f"{res['params'] / 1e6:.2f}M parameters, {args.repeats} repeats; time = slowest rank; "
+          f"{res['params'] / 1e6:.2f}M parameters, {args.repeats} repeats, nonfinite={args.nonfinite!r}; "
+          f"time = slowest rank; "
           f"ratios to {BASELINE} of the same repeat, medians [quartiles]")
-    print(f"{'rule':<14}{'step ms':>9}{'step ratio':>22}{'train-step ratio':>18}{'collectives/step':>18}")
+    print(f"{'rule':<22}{'step ms':>9}{'step ratio':>22}{'train-step ratio':>18}{'collectives/step':>18}")
     for n, r in rows.items():
         ratios = sorted(a / b for a, b in zip(r["step"], base_step))
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         tot = statistics.median(a / b for a, b in zip(r["total"], base_total))
         extra = r["collectives"] - base_coll
-        print(f"{n:<14}{statistics.median(r['step']) * 1e3:>9.2f}{q[1]:>10.2f} [{q[0]:.2f}, {q[2]:.2f}]"
+        print(f"{n:<22}{statistics.median(r['step']) * 1e3:>9.2f}{q[1]:>10.2f} [{q[0]:.2f}, {q[2]:.2f}]"
               f"{tot:>18.2f}{r['collectives']:>10} ({extra:+d})")
     for n, why in res["failed"].items():
-        print(f"{n:<14} failed: {why}")
+        print(f"{n:<22} failed: {why}")
     return res
 
 

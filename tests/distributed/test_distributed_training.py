@@ -176,9 +176,10 @@ def test_nonfinite_skip_is_taken_by_every_rank():
 @pytest.mark.parametrize("name,modes,tol,max_coll", [
     ("dist_signed", ("fsdp", "ddp"), 1e-7, 2),  # declared element-wise: the local path
     ("dist_unit_norm", ("fsdp", "ddp"), 1e-7, math.inf),  # undeclared: DTensor semantics, exact
+    ("dist_unit_norm_requested", ("fsdp", "ddp"), 1e-7, 2),  # the same with a request: batched
     ("dist_old_rms", ("ddp",), 1e-7, 0),  # old two-sweep protocol on plain tensors
 ])
-def test_user_stages_written_the_old_way_stay_exact(name, modes, tol, max_coll):
+def test_user_stages_stay_exact(name, modes, tol, max_coll):
     for r in results():
         runs = r["cases"]["3/bad_input"][name + "_runs"]
         for mode in modes:

@@ -30,6 +30,7 @@ from sandbox.optim import hyper as H
 from sandbox.optim.distributed import chunk_bounds
 from sandbox.optim.registry import RuleSpec, register, unregister
 from sandbox.optim.stages import Stage, StageTraits, add_decayed_weights, chain, radial_projection, scale_by_lr
+from sandbox.optim.stages.base import Reduce
 
 STEPS = 6
 SAVE_AT = 3
@@ -327,6 +328,18 @@ class unit_norm(Stage):
         return u / u.norm().clamp_min(1e-30)
 
 
+class unit_norm_requested(Stage):
+    """The same u/‖u‖, written with a request: the batched local path under FSDP2."""
+
+    name = "unit_norm_requested"
+    traits = StageTraits(degree=(0.0, 0.0), preconditions=True)
+    reductions = (("sum", "tensor"),)
+
+    def apply(self, flow, ctx):
+        sq = yield Reduce("sum", "tensor", flow.u.square().sum())
+        return flow.with_u(flow.u / sq.sqrt().clamp_min(1e-30))
+
+
 class old_rms(Stage):
     """The old two-sweep protocol (reduces/reduce/update), undeclared: u / sqrt(mean of u² over all
     parameters)."""
@@ -425,7 +438,7 @@ def case_bad_input(world, rank) -> dict:
     # user stages: undistributable (refused), old-style reducing undeclared (refused under FSDP2,
     # runs under DDP), undeclared (DTensor semantics: exact), declared element-wise (local: exact)
     users = {"dist_unit_norm": unit_norm, "dist_median": median_scale, "dist_signed": signed,
-             "dist_old_rms": old_rms}
+             "dist_old_rms": old_rms, "dist_unit_norm_requested": unit_norm_requested}
     for n, st in users.items():
         _user_rule(n, st)
     try:
@@ -439,7 +452,7 @@ def case_bad_input(world, rank) -> dict:
             out[name + "_unchanged"] = all(torch.equal(local(p), b) for p, b in zip(m.parameters(), before)) \
                 and not any(opt.state.values())
         for name, modes in (("dist_signed", ("fsdp", "ddp")), ("dist_unit_norm", ("fsdp", "ddp")),
-                            ("dist_old_rms", ("ddp",))):
+                            ("dist_unit_norm_requested", ("fsdp", "ddp")), ("dist_old_rms", ("ddp",))):
             res = case_rule(name, "net", world, rank, None, modes)
             out[name + "_runs"] = {mode: [res[mode]["params"], res[mode]["state"],
                                           max(c[0] for c in res[mode]["collectives"])] for mode in modes}

@@ -3,10 +3,12 @@
 Each parameter's chain (and each stage's ``prepare``) runs until it yields
 :class:`~sandbox.optim.stages.Reduce` requests; once every chain has stopped, all pending requests
 of all parameters are reduced together (a *round*) and the chains resume. So a step costs as many
-rounds as the longest chain of dependent requests (adamp/sgdp: 2, adai: 1, adaip: 2), not one per
-tensor, and under FSDP2 each round is ONE collective (:func:`_exchange`): an ``all_gather`` of one
-packed float64 buffer, combined in rank order so that every rank gets bit-identical values. One
-process (and DDP) runs the very same code with local reductions: one implementation of each stage.
+rounds as the longest chain of dependent requests, not one per tensor: adamp/sgdp 1 (the
+projection's verdict and its layer sums ride together), adai 1, adaip 2 (Adai's mean, then the
+projection's ⟨w, d⟩); under FSDP2 each round is ONE collective (:func:`_exchange`): an
+``all_gather`` of one packed float64 buffer, combined in rank order so that every rank gets
+bit-identical values. One process (and DDP) runs the very same code with local reductions: one
+implementation of each stage.
 
 What a request means:
 
@@ -22,6 +24,9 @@ What a request means:
 A sharded step agrees on its gradients being finite in its first round (a flag rides on it):
 before that round only stages that defer their writes run (``defers_writes``) and no parameter is
 written, so a step refused for a non-finite gradient on any rank changes nothing on every rank.
+Rules whose first request comes after a writing stage (adamp, sgdp, the root-free projected
+rules) take one round more for it (2); adai/adaip do not (Adai's request precedes its writes);
+rules without requests take the flag's round alone (1). ``nonfinite='ignore'`` drops the flag.
 """
 from __future__ import annotations
 
@@ -35,7 +40,7 @@ from torch import Tensor
 from ..distributed import ShardSpec, all_gather
 from ..stages import Flow
 from ..stages.adai import COUNT_KEY, SUM_KEY
-from ..stages.base import OPS, SCOPES, Reduce, Stage, old_style_reducing, requests_of, scale_by_lr
+from ..stages.base import OPS, SCOPES, Reduce, Stage, defers_writes, old_style_reducing, requests_of, scale_by_lr
 
 GATE = object()  # a task waits for the step's first round before it may write
 WAIT = object()  # a chain waits for a stage's prepare
@@ -119,9 +124,9 @@ def chain_task(task: Task, stages: tuple, flow: Flow, ctx, gate: Gate, param: Te
     fused_lr = bool(stages) and type(stages[-1]) is scale_by_lr and type(lr) in (int, float)
     for i, s in enumerate(stages[:-1] if fused_lr else stages):
         task.pos = i
-        if not gate.open and not s.defers_writes:
+        if not gate.open and not defers_writes(s):
             yield GATE
-        if s.prepare is not None:
+        if s.prepare is not None and not s.prepare_overlaps:
             while s not in ctx.prepared:
                 yield WAIT
         if task.spec is not None and task.spec.sharded and s.reductions is None:

@@ -50,10 +50,14 @@ request's value index this shard's replicas; its other axes must not depend on t
   batch them). A declared op or scope the core cannot distribute is refused on sharded parameters.
 - ``prepare(ctx)``: requests that depend only on the parameter, the gradient and the state as the
   step found them (the projection's verdict): run for every parameter before any stage, reduced in
-  the step's first round; what it returns is ``ctx.prepared[stage]`` when ``apply`` runs.
+  the step's first round; what it returns is ``ctx.prepared[stage]`` when ``apply`` runs (with
+  ``prepare_overlaps = True``: once ``apply``'s first request is answered, so that both are served
+  in one round).
 - ``defers_writes``: the stage writes no state before its first request (none at all if it makes
-  none). A sharded step agrees on its gradients being finite in its first round; stages that defer
-  their writes may run before that round, the others wait for it (nothing is written before it).
+  none); left None, it is taken to be true exactly when the stage declares no ``state``. A sharded
+  step agrees on its gradients being finite in its first round; stages that defer their writes may
+  run before that round (their requests ride on it), the others wait for it (nothing is written
+  before it).
 
 The old two-sweep protocol (``reduces = True`` with ``reduce(u, ctx) -> (per-replica sum, count)``
 and ``update``, the mean in ``ctx.globals[stage.name]``) still works: it becomes one global request.
@@ -203,7 +207,8 @@ class Stage:
     name: str = "stage"
     reduces: bool = False  # the old two-sweep protocol (reduce/update); see the module docstring
     reductions: Optional[tuple] = None  # (op, scope) pairs it may request; () element-wise
-    defers_writes: bool = False  # writes no state before its first request
+    defers_writes: Optional[bool] = None  # writes no state before its first request (None: iff it keeps no state)
+    prepare_overlaps: bool = False  # apply reads ctx.prepared only after its first request
     hypers: tuple = ()
     traits: Optional[StageTraits] = None
     state: Mapping[str, str] = {}  # state key -> what it holds
@@ -289,6 +294,12 @@ class add_decayed_weights(Stage):
 def chain(*stages: Optional[Stage]) -> tuple[Stage, ...]:
     """Compose stages (a tuple, applied left to right). Empty entries are dropped."""
     return tuple(s for s in stages if s is not None)
+
+
+def defers_writes(stage: Stage) -> bool:
+    """Whether ``stage`` writes no state before its first request (see ``Stage.defers_writes``)."""
+    d = stage.defers_writes
+    return (not stage.state) if d is None else bool(d)
 
 
 def old_style_reducing(stage: Stage) -> bool:

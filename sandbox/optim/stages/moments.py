@@ -112,6 +112,6 @@ class scale_by_adam(Stage):
             vmax = ctx.state_tensor("max_exp_avg_sq")
             torch.maximum(vmax, v, out=vmax)
             v = vmax
-        denom = (v.sqrt() / math.sqrt(bc2)).add_(ctx.hp["eps"])
+        denom = v.sqrt().div_(math.sqrt(bc2)).add_(ctx.hp["eps"])  # (in place on the fresh sqrt)
         numer = beta1 * m + (1.0 - beta1) * u if ctx.hp.get("nesterov", False) else m
-        return numer / denom / bc1
+        return torch.div(numer, denom, out=denom).div_(bc1)

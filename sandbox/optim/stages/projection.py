@@ -20,6 +20,19 @@ def _row_sums(a: Tensor, b: Tensor) -> Tensor:
     return (a * b).sum(-1)
 
 
+_SCALARS: dict = {}
+
+
+def _ratio_and_one(wd_ratio: float, dtype, device) -> tuple:
+    """wd_ratio and 1 as 0-d tensors in the parameter's dtype (a Python scalar in torch.where would
+    be float32), made once (read only)."""
+    key = (float(wd_ratio), dtype, device)
+    if key not in _SCALARS:
+        _SCALARS[key] = (torch.full((), wd_ratio, dtype=dtype, device=device),
+                         torch.ones((), dtype=dtype, device=device))
+    return _SCALARS[key]
+
+
 class _Verdict:
     """What ``prepare`` found for one parameter, for ``apply``: the code of the view that fired
     (per replica), whether it is the layer view, 1/(‖w‖ + eps)² per channel row of the view that
@@ -71,6 +84,7 @@ class radial_projection(Stage):
     traits = StageTraits(projects=True, writes_back=lambda hp: bool(hp.get("project_momentum")))
     reductions = (("max", "tensor"), ("sum", "tensor"))
     defers_writes = True
+    prepare_overlaps = True
 
     def __init__(self, eps_key: str = "proj_eps"):
         # AdamP and SGDP share their ``eps`` with the projection (official code); rules whose eps
@@ -117,17 +131,14 @@ class radial_projection(Stage):
         # ŵ⟨ŵ, d⟩ = w·inv²⟨w, d⟩, inv = 1/(‖w‖ + eps) of the row (channel) or the replica (layer)
         inv2 = torch.where(channel.unsqueeze(-1), (wn + eps).reciprocal().square(),
                            torch.where(layer, (norms[..., 1] + eps).reciprocal().square(), 0.0).unsqueeze(-1))
-        code = torch.where(channel, CHANNEL, layer.to(torch.uint8) * LAYER).to(torch.uint8)
+        code = torch.where(channel, CHANNEL, layer.to(torch.uint8) * LAYER)
         w0 = ctx.param
-        # wd_ratio in the parameter's dtype (a Python scalar in torch.where would be float32)
-        ratio = torch.where(code > 0, torch.full((), ctx.hp["wd_ratio"], dtype=w0.dtype, device=w0.device),
-                            torch.ones((), dtype=w0.dtype, device=w0.device))
+        ratio = torch.where(code > 0, *_ratio_and_one(ctx.hp["wd_ratio"], w0.dtype, w0.device))
         return _Verdict(code, layer.unsqueeze(-1), inv2, broadcast_to_items(ratio, w0, rd))
 
     def apply(self, flow: Flow, ctx: Context):
-        v = ctx.prepared.get(self)
         w = ctx.param
-        if v is None:
+        if not self._projects(ctx):
             rd = ctx.replica_dims
             ctx.info["projection"] = torch.zeros(w.shape[:rd], dtype=torch.uint8, device=w.device)
             return flow
@@ -135,6 +146,7 @@ class radial_projection(Stage):
         w_rows, d_rows = self._rows(w, ctx), self._rows(u, ctx)
         wd = _row_sums(w_rows, d_rows)  # ⟨w, d⟩ per channel row
         layer_wd = yield Reduce("sum", "tensor", wd.sum(-1))
+        v = ctx.prepared[self]  # (served by now: prepare_overlaps)
         # d − w·inv²⟨w, d⟩ (the row's ⟨w, d⟩, or the layer's); inv² = 0 where no view fired (d + 0·w:
         # d itself for finite weights)
         coef = v.inv2 * torch.where(v.layer, layer_wd.unsqueeze(-1), wd)

@@ -32,6 +32,7 @@ _NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in fl
 _DTYPE, _DEVICE, _SHAPE = (operator.attrgetter(a) for a in ("dtype", "device", "shape"))
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 _SKIP_KEYS = ("params", "param_names")
+_PLAIN = {Tensor, torch.nn.Parameter}  # parameter types that are never sharded
 
 
 class RuleOptimizer(torch.optim.Optimizer):
@@ -323,8 +324,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         grads = [p.grad for _, _, ps, _ in groups for p in ps]
         if any(map(_IS_SPARSE, grads)):
             raise RuntimeError(f"{self.rule.name} does not support sparse gradients")
-        shards, comm = ({}, None) if all(type(g) is Tensor for g in grads) and all(
-            type(p.data) is Tensor for _, _, ps, _ in groups for p in ps) else self._shard_specs(groups)
+        shards, comm = ({}, None) if set(map(type, (p for _, _, ps, _ in groups for p in ps))) <= _PLAIN \
+            else self._shard_specs(groups)
         if shards:
             grads = [local(g) for g in grads]
         # sharded: each rank sees its shards only; the ranks agree in the step's first round

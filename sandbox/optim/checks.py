@@ -31,29 +31,34 @@ def required_state(stages: Iterable, hp: Mapping[str, Any]) -> set[str]:
     return keys
 
 
-def check_sharded_chain(rule: str, chain, p: Tensor, spec, gi: int, pi: int) -> None:
-    """A stage that declares a reduction the core cannot distribute (an op other than sum/max, a
-    scope other than tensor/global), or an old-style reducing stage without declarations, would
-    take per-shard statistics on a Shard(0) parameter: refused. (A stage that declares nothing
-    runs on DTensors: :func:`sandbox.optim.forms.rounds._on_dtensors`.)"""
+def check_reductions(rule: str, chain, placed: str) -> None:
+    """Every reduction a stage of ``chain`` declares is one the core performs (ops sum/max, scopes
+    a tensor or all parameters); ``placed`` names the parameter and its placement."""
     from .stages.base import OPS, SCOPES
 
-    placed = f"{where(gi, pi, p)}, sharded as {tuple(spec.placements)} over {spec.world} ranks"
     for s in chain:
-        declared = s.reductions
-        if declared is None and s.reduces:
-            raise ValueError(
-                f"{rule}: stage {s.name!r} reduces over all parameters the old way (reduce/update) "
-                f"and declares no reductions, and {placed}. Declare `reductions = (('sum', "
-                f"'global'),)` if its update is element-wise, or write it as a generator that yields "
-                f"its requests (see sandbox.optim.stages.base). Refused before any write.")
-        for r in declared or ():
+        for r in s.reductions or ():
             op, scope = tuple(r)
             if op not in OPS or scope not in SCOPES:
                 raise ValueError(
                     f"{rule}: stage {s.name!r} declares the reduction ({op!r}, {scope!r}), which the "
                     f"core cannot distribute (ops {OPS}, scopes {SCOPES}); {placed}. Refused before "
                     f"any write.")
+
+
+def check_sharded_chain(rule: str, chain, p: Tensor, spec, gi: int, pi: int) -> None:
+    """On a Shard(0) parameter, a stage that declares a reduction the core cannot distribute, or
+    an old-style reducing stage without declarations, would take per-shard statistics: refused.
+    (A stage that declares nothing runs on DTensors: :func:`sandbox.optim.forms.rounds._on_dtensors`.)"""
+    placed = f"{where(gi, pi, p)}, sharded as {tuple(spec.placements)} over {spec.world} ranks"
+    for s in chain:
+        if s.reductions is None and s.reduces:
+            raise ValueError(
+                f"{rule}: stage {s.name!r} reduces over all parameters the old way (reduce/update) "
+                f"and declares no reductions, and {placed}. Declare `reductions = (('sum', "
+                f"'global'),)` if its update is element-wise, or write it as a generator that yields "
+                f"its requests (see sandbox.optim.stages.base). Refused before any write.")
+    check_reductions(rule, chain, placed)
 
 
 def check_hyper_range(rule: str, group: Mapping[str, Any], dtype: torch.dtype, gi: int) -> None:

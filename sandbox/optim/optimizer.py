@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from . import checks
-from .distributed import ShardSpec, check_grad, local, shard_spec
+from .distributed import ShardSpec, check_grad, is_dtensor as shards_of, local, shard_spec
 from .forms import NO_INFO, GroupPlan, check_reducing, plan_group, run_plans
 from .forms.rounds import NonFiniteElsewhere, agree
 from .registry import _REGISTRY, RuleSpec
@@ -105,6 +105,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._checked_state: set = set()  # ids of params whose state was checked whole
         self._dense_state: set = set()  # torch kernels: params whose state was found dense
         self._shards: dict[int, tuple] = {}  # id(param) -> (layout key, ShardSpec) of DTensors
+        self._checked_chains: set = set()  # ids of chains whose declared reductions were checked
 
     def add_param_group(self, param_group: dict) -> None:
         """torch's, validated; a group that fails any check leaves the optimizer as it was."""
@@ -292,7 +293,12 @@ class RuleOptimizer(torch.optim.Optimizer):
         checked = self._checked_state
         for gi, group, params, idx in groups:
             checks.check_hyper_range(name, group, params[0].dtype, gi)
-            required = checks.required_state(self._chain(group), group)
+            chain = self._chain(group)
+            if id(chain) not in self._checked_chains:
+                checks.check_reductions(name, chain, f"{checks.where(gi, idx[0], params[0])}, "
+                                                     f"{'a DTensor' if shards_of(params[0]) else 'a plain tensor'}")
+                self._checked_chains.add(id(chain))
+            required = checks.required_state(chain, group)
             for p, pi in zip(params, idx):
                 g, st = p.grad, self.state.get(p)
                 if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:

@@ -318,6 +318,15 @@ def _to_global(r: Reduce, spec: ShardSpec, rd: int) -> Tensor:
     return out
 
 
+def _mesh_device(comm: ShardSpec) -> torch.device:
+    """Where the mesh's collectives take their tensors (NCCL: the current GPU)."""
+    kind = comm.mesh.device_type
+    if kind == "cpu":
+        return torch.device("cpu")
+    module = getattr(torch, kind, None)
+    return torch.device(kind, module.current_device()) if module is not None else torch.device(kind)
+
+
 def _exchange(serve: list[Task], flag: Optional[bool], comm: Optional[ShardSpec],
               counter: Optional[list]) -> list:
     """Reduce every request of the tasks in ``serve``; returns the ranks whose flag is down."""
@@ -334,7 +343,7 @@ def _exchange(serve: list[Task], flag: Optional[bool], comm: Optional[ShardSpec]
     down: list = []
     if comm is not None and (crossing or flag is not None):
         head = [torch.tensor([1.0 if flag is not False else 0.0], dtype=torch.float64)]
-        device = crossing[0][3].device if crossing else torch.device("cpu")
+        device = crossing[0][3].device if crossing else _mesh_device(comm)
         buffer = torch.cat([h.to(device) for h in head] + [g.reshape(-1) for *_, g in crossing])
         parts = all_gather(buffer, comm)
         if counter is not None:

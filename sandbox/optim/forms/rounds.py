@@ -310,9 +310,7 @@ def _combine(op: str, parts) -> Tensor:
 
 def _to_global(r: Reduce, spec: ShardSpec, rd: int) -> Tensor:
     """A shard's value in the global replica space (float64): dim 0 is a replica axis when rd ≥ 1."""
-    v = r.value.detach().to(torch.float64)
-    if rd == 0:
-        return v
+    v = r.value.to(torch.float64)
     out = torch.full((spec.size,) + tuple(v.shape[1:]), _identity(r.op), dtype=torch.float64, device=v.device)
     out[spec.start:spec.start + spec.length] = v
     return out
@@ -332,32 +330,37 @@ def _exchange(serve: list[Task], flag: Optional[bool], comm: Optional[ShardSpec]
     """Reduce every request of the tasks in ``serve``; returns the ranks whose flag is down."""
     # 1. each request's whole-tensor value: the value itself, or combined over the shards
     whole: dict[tuple, Tensor] = {}
-    crossing: list[tuple] = []
+    crossing: dict[str, list] = {"sum": [], "max": []}  # (task, index, request, global-space value)
     for t in serve:
         for i, r in enumerate(t.reqs):
             spec = t.spec
             if spec is not None and spec.sharded and (t.rd == 0 or r.scope == "global"):
-                crossing.append((t, i, r, _to_global(r, spec, t.rd)))
+                crossing[r.op].append((t, i, r, r.value if t.rd == 0 else _to_global(r, spec, t.rd)))
             else:
                 whole[id(t), i] = r.value
     down: list = []
-    if comm is not None and (crossing or flag is not None):
-        head = [torch.tensor([1.0 if flag is not False else 0.0], dtype=torch.float64)]
-        device = crossing[0][3].device if crossing else _mesh_device(comm)
-        buffer = torch.cat([h.to(device) for h in head] + [g.reshape(-1) for *_, g in crossing])
+    entries = crossing["sum"] + crossing["max"]
+    if comm is not None and (entries or flag is not None):
+        # one buffer: [flag, the sums…, the maxima…] (float64, exact for every float dtype)
+        device = entries[0][3].device if entries else _mesh_device(comm)
+        head = torch.tensor([1.0 if flag is not False else 0.0], dtype=torch.float64, device=device)
+        buffer = torch.cat([head] + [g.reshape(-1) for *_, g in entries]).to(torch.float64)
         parts = all_gather(buffer, comm)
         if counter is not None:
             counter[0] += 1
+        gathered = torch.stack(parts)  # (ranks, n)
         if flag is not None:
-            flags = torch.stack([p[0] for p in parts]).tolist()
-            down = [comm.ranks[k] for k, f in enumerate(flags) if f != 1.0]
-        pos = 1
-        for t, i, r, g in crossing:
+            down = [comm.ranks[k] for k, f in enumerate(gathered[:, 0].tolist()) if f != 1.0]
+        n_sum = sum(g.numel() for *_, g in crossing["sum"])
+        # rank order, element by element (every rank computes the same bits)
+        combined = torch.cat([_combine("sum", gathered[:, 1:1 + n_sum].unbind(0)),
+                              _combine("max", gathered[:, 1 + n_sum:].unbind(0))])
+        pos = 0
+        for t, i, r, g in entries:
             n = g.numel()
-            v = _combine(r.op, [p[pos:pos + n] for p in parts]).reshape(g.shape)
-            pos += n
             # (a global value of a replicated shard stays in the global replica space: cut back below)
-            whole[id(t), i] = v.to(r.value.dtype)
+            whole[id(t), i] = combined[pos:pos + n].reshape(g.shape).to(r.value.dtype)
+            pos += n
     # 2. global statistics: every contribution, in task order, summed (or maxed) at once in the
     #    first contribution's dtype
     parts: dict[str, list] = {}

@@ -33,6 +33,14 @@ def _ratio_and_one(wd_ratio: float, dtype, device) -> tuple:
     return _SCALARS[key]
 
 
+def _no_view(replicas: tuple, device) -> Tensor:
+    """The code NONE per replica, made once per shape (read only)."""
+    key = (replicas, device)
+    if key not in _SCALARS:
+        _SCALARS[key] = torch.zeros(replicas, dtype=torch.uint8, device=device)
+    return _SCALARS[key]
+
+
 class _Verdict:
     """What ``prepare`` found for one parameter, for ``apply``: the code of the view that fired
     (per replica), whether it is the layer view, 1/(‖w‖ + eps)² per channel row of the view that
@@ -129,8 +137,8 @@ class radial_projection(Stage):
         layer_cos = sums[..., 0].abs() / norms.clamp_min(eps).prod(-1)
         layer = (layer_cos < delta / math.sqrt(math.prod(item))) & ~channel
         # ŵ⟨ŵ, d⟩ = w·inv²⟨w, d⟩, inv = 1/(‖w‖ + eps) of the row (channel) or the replica (layer)
-        inv2 = torch.where(channel.unsqueeze(-1), (wn + eps).reciprocal().square(),
-                           torch.where(layer, (norms[..., 1] + eps).reciprocal().square(), 0.0).unsqueeze(-1))
+        inv2 = torch.where(channel.unsqueeze(-1), (wn + eps).pow_(-2),
+                           torch.where(layer, (norms[..., 1] + eps).pow_(-2), 0.0).unsqueeze(-1))
         code = torch.where(channel, CHANNEL, layer.to(torch.uint8) * LAYER)
         w0 = ctx.param
         ratio = torch.where(code > 0, *_ratio_and_one(ctx.hp["wd_ratio"], w0.dtype, w0.device))
@@ -139,8 +147,7 @@ class radial_projection(Stage):
     def apply(self, flow: Flow, ctx: Context):
         w = ctx.param
         if not self._projects(ctx):
-            rd = ctx.replica_dims
-            ctx.info["projection"] = torch.zeros(w.shape[:rd], dtype=torch.uint8, device=w.device)
+            ctx.info["projection"] = _no_view(tuple(w.shape[:ctx.replica_dims]), w.device)
             return flow
         u = flow.u
         w_rows, d_rows = self._rows(w, ctx), self._rows(u, ctx)

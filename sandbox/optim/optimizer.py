@@ -102,7 +102,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         self._chains: dict[tuple, tuple] = {}
         self._layouts: dict[int, tuple] = {}  # id(param) -> (dtype, device, shape) at its last step
         self._layout_sig = None  # (ids, dtypes, devices, shapes) of the last step's parameters
-        self._checked_state: set = set()  # ids of params whose state was checked whole
+        self._checked_state: dict = {}  # id(param) -> ids of its state tensors when last checked
         self._dense_state: set = set()  # torch kernels: params whose state was found dense
         self._shards: dict[int, tuple] = {}  # id(param) -> (layout key, ShardSpec) of DTensors
         self._checked_chains: set = set()  # ids of chains whose declared reductions were checked
@@ -287,8 +287,9 @@ class RuleOptimizer(torch.optim.Optimizer):
 
     def _check_before_writes(self, groups: list) -> None:
         """Parameters, gradients, state and hyperparameters of every group (see the class doc).
-        State is checked whole for a parameter seen for the first time or changed, and its
-        tensors' shapes at every step (cheap; a wrong shape would be written out of bounds)."""
+        Gradients are compared with their parameters in C-level maps at every step; a parameter's
+        state is checked whole when it is new or any of its tensors was replaced or added since
+        its last check (a wrong shape would be written out of bounds by a kernel)."""
         name = self.rule.name
         checked = self._checked_state
         for gi, group, params, idx in groups:
@@ -298,22 +299,29 @@ class RuleOptimizer(torch.optim.Optimizer):
                 checks.check_reductions(name, chain, f"{checks.where(gi, idx[0], params[0])}, "
                                                      f"{'a DTensor' if shards_of(params[0]) else 'a plain tensor'}")
                 self._checked_chains.add(id(chain))
-            required = checks.required_state(chain, group)
+            grads = list(map(_GRAD, params))
+            if (list(map(_SHAPE, grads)) != list(map(_SHAPE, params))
+                    or list(map(_DTYPE, grads)) != list(map(_DTYPE, params))
+                    or list(map(_DEVICE, grads)) != list(map(_DEVICE, params))):
+                for p, g, pi in zip(params, grads, idx):
+                    if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+                        raise ValueError(
+                            f"{name}: the gradient of {checks.where(gi, pi, p)} has shape "
+                            f"{tuple(g.shape)}, {g.dtype} on {g.device}; it must match the parameter")
+            required, get = None, self.state.get
             for p, pi in zip(params, idx):
-                g, st = p.grad, self.state.get(p)
-                if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-                    raise ValueError(
-                        f"{name}: the gradient of {checks.where(gi, pi, p)} has shape "
-                        f"{tuple(g.shape)}, {g.dtype} on {g.device}; it must match the parameter")
-                if not st:
+                st = get(p)
+                # a state checked whole keeps its tensors (a tensor's shape does not change in
+                # place): only a resized parameter, or a state whose tensors were replaced or
+                # added since, is checked again
+                if not st or (p.shape, *map(id, st.values())) == checked.get(id(p)):
                     continue
-                if id(p) not in checked or any(
-                        isinstance(v, Tensor) and v.shape != p.shape and k != "step"
-                        for k, v in st.items()):
-                    checks.check_parameter(name, p, gi, pi)
-                    checks.normalise_step(st)
-                    checks.check_state(name, p, st, required, gi, pi)
-                    checked.add(id(p))
+                if required is None:
+                    required = checks.required_state(chain, group)
+                checks.check_parameter(name, p, gi, pi)
+                checks.normalise_step(st)
+                checks.check_state(name, p, st, required, gi, pi)
+                checked[id(p)] = (p.shape, *map(id, st.values()))
 
     # --- the step ------------------------------------------------------------------------------
     @torch.no_grad()

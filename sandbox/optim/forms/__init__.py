@@ -47,8 +47,12 @@ class GroupPlan:
     fast_form_exists: bool = False
 
 
+_PLAIN_TYPES = frozenset({Tensor, torch.nn.Parameter})
+
+
 def _plain(params) -> bool:
-    return all(type(p.data) is Tensor for p in params)
+    """Plain tensors or parameters (a Parameter of a DTensor has a type of its own), real."""
+    return set(map(type, params)) <= _PLAIN_TYPES and not any(map(Tensor.is_complex, params))
 
 
 def plan_group(opt, group: dict, params: Optional[list] = None, dry: bool = False) -> GroupPlan:
@@ -68,7 +72,7 @@ def plan_group(opt, group: dict, params: Optional[list] = None, dry: bool = Fals
     elif group.get("foreach") is False and group.get("fused") is False:
         plan.reason = "foreach=False and fused=False ask for the per-tensor stages"
     elif kind is not None:
-        if _plain(params) and not any(p.is_complex() for p in params):
+        if _plain(params):
             plan.form, plan.kind = "torch", kind
         else:
             plan.reason = "torch's kernels take no tensor subclass (DTensor)"

@@ -114,11 +114,31 @@ def test_the_projected_form_projects(my_lion):
     assert int(opt.last_info[w]["projection"]) == 1
 
 
-def test_verify_claims_select_the_new_rule_by_its_traits(my_lion):
-    from sandbox.verify.applicability import rules_where
+def test_verify_claims_select_a_user_rule_by_its_traits(my_lion):
+    """A sign update has Adam's traits but not its update size: not modelled, so verify lists it
+    as not covered instead of holding it to AdamW's predictions; a user's chain of modelled stages
+    (here heavy ball + projection + decoupled decay) gets the claims its traits select."""
+    from sandbox.optim.stages import heavy_ball
+    from sandbox.verify.applicability import rules_where, uncovered_rules
 
-    assert my_lion in rules_where(lambda s: s.homogeneity == 0)
-    assert "my_lionp" in rules_where(lambda s: s.projected)
+    assert my_lion not in rules_where(lambda s: True)
+    assert uncovered_rules()[my_lion] == ["scale_by_lion"]
+    register(RuleSpec(
+        name="my_sgdw", summary="heavy ball, projection, decoupled decay", paper="test",
+        build=lambda hp: chain(heavy_ball("momentum_buffer", first="zeros"), radial_projection(),
+                               add_decayed_weights(), scale_by_lr()),
+        defaults_from={"lr": (0.1, "test"), "momentum": (0.9, "test"), "dampening": (0.0, "test"),
+                       "nesterov": (False, "test"), "weight_decay": (0.0, "test"),
+                       "delta": (0.1, "adamp 0.3.0"), "wd_ratio": (0.1, "adamp 0.3.0"),
+                       "proj_eps": (1e-8, "adamp 0.3.0"), "project_momentum": (True, "test")}))
+    try:
+        assert "my_sgdw" in rules_where(lambda s: s.projected and s.homogeneity == 1
+                                        and s.momentum_kind == "heavy_ball")
+        assert "my_sgdw" not in uncovered_rules()
+        tr = rule_traits("my_sgdw")
+        assert (tr.projected, tr.project_buffer, tr.decay) == (True, True, "decoupled")
+    finally:
+        unregister("my_sgdw")
 
 
 def test_an_undeclared_stage_is_refused():

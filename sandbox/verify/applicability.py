@@ -6,11 +6,12 @@ A claim states its scope as a predicate on :class:`~sandbox.optim.registry.RuleS
 registered rules that satisfy it. :func:`theory_traits` turns a rule and its hyperparameters
 into ``theory.RuleTraits`` (the theory's generic input) through :func:`sandbox.optim.traits.rule_traits`.
 
-Only rules built from stages the theory models are checked (:data:`MODELLED_STAGES`,
-:func:`theory_rules`): a rule with another stage (a sign update, a trust ratio, a rotational
-step, a corrected decay, …) can have the traits of a modelled one (Lion's are AdamW's) while its
-update size differs, so the theory's numbers would not be its predictions. Such rules are listed
-in the report as not covered (:func:`uncovered_rules`) until ``theory`` models their stages.
+Only rules built from stages the theory models are checked (each stage says so in its traits,
+``StageTraits.modelled``; :func:`theory_rules`): a rule with another stage (a sign update, a
+trust ratio, a rotational step, a corrected decay, …) can have the traits of a modelled one
+(Lion's are AdamW's) while its update size differs, so the theory's numbers would not be its
+predictions. Such rules are listed in the report as not covered (:func:`uncovered_rules`) until
+``theory`` models their stages. A user's stage that declares ``modelled=True`` is checked.
 """
 from __future__ import annotations
 
@@ -20,30 +21,28 @@ import sandbox
 from sandbox.optim.hyper import REQUIRED
 from sandbox.optim.registry import RuleSpec
 
-# the stages whose update sizes, filters and decays theory/ models (catalogue §1–§6)
-MODELLED_STAGES = frozenset({
-    "add_decayed_weights", "heavy_ball", "scale_by_lr", "radial_projection", "scale_by_adam",
-    "adaptive_inertia", "scale_by_rootfree_adam", "precondition_rootfree"})
+def chain_at_defaults(name: str) -> tuple:
+    """The stages of a registered rule's chain at its defaults (required values filled with 1,
+    only to see the chain's shape)."""
+    spec = sandbox.info(name)
+    hp = {k: (1 if v is REQUIRED else v) for k, v in spec.defaults.items()}
+    return spec.stages(hp)
 
 
 def stage_names(name: str) -> list[str]:
-    """The stage names of a registered rule's chain at its defaults (required values filled
-    with 1, only to see the chain's shape)."""
-    spec = sandbox.info(name)
-    hp = {k: (1 if v is REQUIRED else v) for k, v in spec.defaults.items()}
-    return [s.name for s in spec.stages(hp)]
+    return [s.name for s in chain_at_defaults(name)]
 
 
 def theory_rules() -> list[str]:
     """Registered rules (registry order) whose every stage the theory models."""
-    return [n for n in sandbox.available() if set(stage_names(n)) <= MODELLED_STAGES]
+    return [n for n in sandbox.available() if all(s.traits.modelled for s in chain_at_defaults(n))]
 
 
 def uncovered_rules() -> dict[str, list[str]]:
     """Registered rules the theory does not model: {rule: its stages the theory lacks}."""
     out = {}
     for n in sandbox.available():
-        missing = [s for s in stage_names(n) if s not in MODELLED_STAGES]
+        missing = [s.name for s in chain_at_defaults(n) if not s.traits.modelled]
         if missing:
             out[n] = missing
     return out

@@ -56,7 +56,8 @@ class adaptive_inertia(Stage):
     hypers = (H.betas((0.1, 0.99), "", "(beta0, beta2): inertia scale and second-moment EMA"),
               H.eps(1e-3, "", "inertia bound: beta1 <= 1 - eps"))
     # k = 1: β1 depends on ratios of v only; the isotropic inertia is β1 = 1 − β0
-    traits = StageTraits(momentum="adaptive", beta=lambda hp: 1.0 - float(hp["betas"][0]))
+    traits = StageTraits(momentum="adaptive", beta=lambda hp: 1.0 - float(hp["betas"][0]),
+                         modelled=True)
     state = {"step": "step counter t", "exp_avg": "m_t", "exp_avg_sq": "v_t",
              "beta1_prod": "P_t, the product of past β1 (per element)"}
     reductions = (("sum", "global"),)

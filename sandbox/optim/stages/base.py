@@ -184,6 +184,11 @@ class StageTraits:
     - ``projects``: removes the radial part of the direction.
     - ``direction_is_buffer(hp)``: the returned direction is the stored buffer itself.
     - ``writes_back(hp)``: a projection that writes into such a buffer (official SGDP).
+    - ``modelled``: these traits describe the stage's update SIZE as ``theory/`` models it (a
+      linear filter, Adam's or the root-free preconditioner, the projection, a decay, the lr).
+      A stage whose size law is another (a sign, a trust ratio, a rotational step, a scheduled
+      decay) leaves it False, and ``verify`` reports its rules as not covered instead of holding
+      them to another rule's predictions. Default False: a new stage is not assumed modelled.
     """
 
     degree: tuple[float, float] = (1.0, 0.0)
@@ -197,6 +202,7 @@ class StageTraits:
     projects: bool = False
     direction_is_buffer: Callable[[Mapping[str, Any]], bool] = lambda hp: False
     writes_back: Callable[[Mapping[str, Any]], bool] = lambda hp: False
+    modelled: bool = False
 
 
 class Stage:
@@ -245,7 +251,7 @@ class scale_by_lr(Stage):
     reductions = ()
     defers_writes = True
     hypers = (H.lr(H.REQUIRED, ""),)
-    traits = StageTraits()
+    traits = StageTraits(modelled=True)
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:
         return u * (-ctx.hp["lr"])
@@ -275,7 +281,7 @@ class add_decayed_weights(Stage):
         if self.sgdp_scaling:
             self.hypers = self.hypers + (H.momentum(0.0, ""),)
         self.traits = StageTraits(
-            decays=True,
+            decays=True, modelled=True,
             decay_scale=(lambda hp: 1.0 / (1.0 - float(hp["momentum"]))) if self.sgdp_scaling
             else (lambda hp: 1.0))
 

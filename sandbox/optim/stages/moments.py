@@ -44,7 +44,7 @@ class heavy_ball(Stage):
             dampening=lambda hp: float(hp.get("dampening", 0.0)),
             nesterov=lambda hp: bool(hp.get("nesterov", False)),
             direction_is_buffer=lambda hp: not hp.get("nesterov", False)
-            and not (identity_at_zero and hp["momentum"] == 0))
+            and not (identity_at_zero and hp["momentum"] == 0), modelled=True)
 
     def required_state(self, hp) -> tuple:
         return () if self.first == "input" and hp["momentum"] == 0 else (self.key,)
@@ -92,6 +92,7 @@ class scale_by_adam(Stage):
               H.flag("amsgrad", False, "AMSGrad: the denominator uses the running maximum of v",
                      "torch.optim.Adam", structural=False))
     traits = StageTraits(degree=(0.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]),
+                         modelled=True,
                          preconditions=True)
     state = {"step": "step counter t", "exp_avg": "first moment m_t",
              "exp_avg_sq": "second moment v_t", "max_exp_avg_sq": "running max of v_t (amsgrad)"}

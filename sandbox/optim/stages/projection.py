@@ -89,7 +89,8 @@ class radial_projection(Stage):
     """
 
     name = "radial_projection"
-    traits = StageTraits(projects=True, writes_back=lambda hp: bool(hp.get("project_momentum")))
+    traits = StageTraits(projects=True, writes_back=lambda hp: bool(hp.get("project_momentum")),
+                         modelled=True)
     reductions = (("max", "tensor"), ("sum", "tensor"))
     defers_writes = True
     prepare_overlaps = True

@@ -35,6 +35,7 @@ class scale_by_rootfree_adam(Stage):
     hypers = (H.betas((0.9, 0.999), ""), H.eps(1e-4, "", _DAMPING), H.batch_size(""),
               H.flag("bias_correction", False, "Adam-style bias correction", ""))
     traits = StageTraits(degree=(-1.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]),
+                         modelled=True,
                          preconditions=True)
     state = {"step": "step counter t", "exp_avg": "m_t", "exp_avg_sq": "v_t (starts at 1/B)"}
 
@@ -63,7 +64,7 @@ class precondition_rootfree(Stage):
     name = "precondition_rootfree"
     reductions = ()  # element-wise
     hypers = (H.lr_cov(1.18e-3, ""), H.eps(1e-4, "", _DAMPING), H.batch_size(""))
-    traits = StageTraits(degree=(-1.0, 0.0), preconditions=True)
+    traits = StageTraits(degree=(-1.0, 0.0), preconditions=True, modelled=True)
     state = {"exp_avg_sq": "v_t (starts at 1/B)"}
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:

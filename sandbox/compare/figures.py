@@ -29,6 +29,7 @@ from .effective_step import effective_step_table, load_probes, predicted_curve
 from .store import write_atomic
 from .summary import t_interval
 from ..plotting import MEASURED, colors, predicted_kw, styled
+from .palette import rule_colors
 
 A_DRIFT = 1.5  # factor by which the scale-free update size may move before the theory's regime
 # (constant A) is considered left: no prediction is drawn then
@@ -79,7 +80,7 @@ def _curves(out: Path, recs: pd.DataFrame, fig_dir: Path) -> Path:
             order = [r for r in (_rule_order(out) or sorted(curves["rule"].unique()))
                      if r in set(curves["rule"])]
             sns.lineplot(data=curves, x="step", y=col, hue="rule", hue_order=order,
-                         errorbar=_t_band, ax=ax)
+                         palette=rule_colors(order), errorbar=_t_band, ax=ax)
             ax.set_xlabel("training step")
             ax.set_ylabel(label)
         axes[1].set_yscale("log")
@@ -96,7 +97,8 @@ def _lr_sensitivity(out: Path, fig_dir: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
     ok = tuning[tuning["status"] == "finished"]
     order = [r for r in (_rule_order(out) or sorted(ok["rule"].unique())) if r in set(ok["rule"])]
-    sns.lineplot(data=ok, x="lr", y="valid_acc", hue="rule", hue_order=order, marker="o", ax=ax)
+    sns.lineplot(data=ok, x="lr", y="valid_acc", hue="rule", hue_order=order,
+                 palette=rule_colors(order), marker="o", ax=ax)
     div = tuning[tuning["status"] != "finished"]
     if len(div):
         ax.scatter(div["lr"], np.zeros(len(div)), marker="x", color="k", label="diverged")

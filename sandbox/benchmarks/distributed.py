@@ -8,8 +8,9 @@ small conv + BN / linear + LayerNorm net (float32) once per contender, each wrap
 ``torch.optim.AdamW`` as a user gets it on CPU (its per-tensor loop; foreach is torch's default on
 CUDA only); its foreach form is shown too. Then, for each repeat,
 the contenders run in a shuffled order (the same order on every rank), one training step each on
-the same micro-batch: forward + backward, then ``opt.step()`` timed on its own. A step's time is
-the slowest rank's. Ratios are taken within a repeat (contender / torch AdamW of the same repeat),
+the same micro-batch: forward + backward, then ``opt.step()`` timed on its own (wall clock, and
+the CPU time of the rank's process: on a shared machine the wall clock of a step that waits in
+collectives also holds the other processes' time slices). A step's time is the slowest rank's. Ratios are taken within a repeat (contender / torch AdamW of the same repeat),
 so drifts of the machine's load cancel; the table gives medians over repeats (and the quartiles of
 the optimizer-step ratio). Collectives per ``step()`` are counted on an extra, untimed step by
 ``CommDebugMode`` (c10d calls and DTensor's implicit collectives) and by the optimizer itself
@@ -94,10 +95,10 @@ def _worker(rank: int, world: int, port: int, names: list, repeats: int, out_pat
         opt.zero_grad(set_to_none=False)
         t0 = time.perf_counter()
         nn.functional.cross_entropy(m(x), y).backward()
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         opt.step()
-        t2 = time.perf_counter()
-        return t2 - t0, t2 - t1
+        t2, c2 = time.perf_counter(), time.process_time()
+        return t2 - t0, t2 - t1, c2 - c1
 
     runs, failed = {}, {}
     for name in names:
@@ -126,14 +127,15 @@ def _worker(rank: int, world: int, port: int, names: list, repeats: int, out_pat
             dist.barrier()
             times[n].append(train_step(m, opt))
     # the slowest rank's time of each step
-    mine = torch.tensor([[t for pair in times[n] for t in pair] for n in runs], dtype=torch.float64)
+    mine = torch.tensor([[t for triple in times[n] for t in triple] for n in runs], dtype=torch.float64)
     every = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(every, mine)
     worst = torch.stack(every).amax(dim=0)
     if rank == 0:
         import json
 
-        rows = {n: {"total": worst[i, 0::2].tolist(), "step": worst[i, 1::2].tolist(),
+        rows = {n: {"total": worst[i, 0::3].tolist(), "step": worst[i, 1::3].tolist(),
+                    "cpu": worst[i, 2::3].tolist(),
                     "collectives": runs[n][2], "own": runs[n][3]} for i, n in enumerate(runs)}
         with open(out_path, "w") as f:
             json.dump({"rows": rows, "failed": failed,
@@ -171,14 +173,17 @@ def main(argv=None) -> dict:
           f"{res['params'] / 1e6:.2f}M parameters, {args.repeats} repeats, nonfinite={args.nonfinite!r}; "
           f"time = slowest rank; "
           f"ratios to {BASELINE} of the same repeat, medians [quartiles]")
-    print(f"{'rule':<22}{'step ms':>9}{'step ratio':>22}{'train-step ratio':>18}{'collectives/step':>18}")
+    print(f"{'rule':<22}{'step ms':>9}{'step ratio':>22}{'cpu ratio':>11}{'train-step ratio':>18}"
+          f"{'collectives/step':>18}")
+    base_cpu = rows[BASELINE]["cpu"]
     for n, r in rows.items():
         ratios = sorted(a / b for a, b in zip(r["step"], base_step))
         q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
         tot = statistics.median(a / b for a, b in zip(r["total"], base_total))
+        cpu = statistics.median(a / b for a, b in zip(r["cpu"], base_cpu))
         extra = r["collectives"] - base_coll
         print(f"{n:<22}{statistics.median(r['step']) * 1e3:>9.2f}{q[1]:>10.2f} [{q[0]:.2f}, {q[2]:.2f}]"
-              f"{tot:>18.2f}{r['collectives']:>10} ({extra:+d})")
+              f"{cpu:>11.2f}{tot:>18.2f}{r['collectives']:>10} ({extra:+d})")
     for n, why in res["failed"].items():
         print(f"{n:<22} failed: {why}")
     return res

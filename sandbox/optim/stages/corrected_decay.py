@@ -57,7 +57,7 @@ class corrected_decay(Stage):
     ``initial_lr`` (torch's LR schedulers record the lr the group had when the scheduler was built:
     the peak for cosine, step, linear decay and warm-ups that multiply the base lr by factors ≤ 1)
     and every lr this tensor has had at a step (``lr_max`` in its state: one number in the
-    parameter's dtype, stored as a stride-0 view of the parameter's shape; at a constant lr the
+    parameter's dtype, stored repeated in a tensor of the parameter's shape; at a constant lr the
     ratio is exactly 1 in every dtype). So c ≤ 1 always
     (the decay is never stronger than the uncorrected rule's), and with OneCycleLR, whose
     ``initial_lr`` is max_lr/div_factor, the warm-up runs uncorrected until the peak is reached;
@@ -72,7 +72,7 @@ class corrected_decay(Stage):
     hypers = (H.weight_decay(0.0, "", "weight decay λ"), NORMALIZED, LR_MAX)
     traits = StageTraits(decays=True)
     state = {"lr_max": "the largest lr seen at a step (γ_max when lr_max is None); one number, "
-                       "stored as a stride-0 view of the parameter's shape"}
+                       "stored repeated in a tensor of the parameter's shape"}
 
     def required_state(self, hp) -> tuple:
         return ("lr_max",)
@@ -85,7 +85,7 @@ class corrected_decay(Stage):
             seen = torch.clamp(st["lr_max"].reshape(-1)[:1].reshape(()), min=floor)
         else:
             seen = torch.full((), floor, dtype=p.dtype, device=p.device)
-        st["lr_max"] = seen.to(st["lr_max"].dtype if "lr_max" in st else seen.dtype).expand(p.shape)
+        st["lr_max"] = seen.to(st["lr_max"].dtype if "lr_max" in st else seen.dtype).expand(p.shape).contiguous()
         wd = hp["weight_decay"]
         if wd == 0:
             return flow

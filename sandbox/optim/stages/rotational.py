@@ -92,9 +92,10 @@ class rotational_decay(Stage):
 
 
 def _expand(stat: Tensor, like_rows: Tensor, shape) -> Tensor:
-    """A per-row statistic (``(*R, K, 1)``) stored as a tensor of the parameter's shape: a stride-0
-    view (one number per row in memory; the optimizer's checks want the parameter's shape)."""
-    return stat.expand(like_rows.shape).reshape(shape)
+    """A per-row statistic (``(*R, K, 1)``) stored repeated in a tensor of the parameter's shape
+    (the optimizer's checks want the parameter's shape; a stride-0 view would save the memory but
+    cannot be loaded by torch.distributed.checkpoint)."""
+    return stat.expand(like_rows.shape).reshape(shape).contiguous()
 
 
 class rotate(Stage):
@@ -117,7 +118,7 @@ class rotate(Stage):
     Deliberate difference: a row whose recorded norm is 0 (a zero row, or a constant row with
     ``zero_mean``) stays as it is; the official code divides by 0 there (NaN).
     State (official names): ``weight_norm`` (n) and ``update_norm2`` (U), per row, stored as
-    stride-0 views of the parameter's shape; ``step`` when ``own_step`` (RV-SGD, RV-Lion; RV-AdamW
+    tensors of the parameter's shape (one number per row, repeated); ``step`` when ``own_step`` (RV-SGD, RV-Lion; RV-AdamW
     reads Adam's counter). Every step of every tensor counts, as in the official RV-Lion; the
     official RV-SGD counts only rotational steps: the same unless a tensor starts rotating mid-run
     (λ or ``rotational`` changed), where the bias correction 1 − undf^t then uses the total count.

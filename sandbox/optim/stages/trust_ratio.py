@@ -16,8 +16,8 @@ import torch
 from torch import Tensor
 
 from .. import hyper as H
-from ..replicas import broadcast_to_items
-from .base import Context, Stage, StageTraits
+from ..replicas import broadcast_to_items, per_replica_sum
+from .base import Context, Flow, Reduce, Stage, StageTraits
 
 LAMB = "You et al., ICLR 2020 (LAMB)"
 LARS = "You, Gitman & Ginsburg 2017 (LARS)"
@@ -26,13 +26,14 @@ _ADAPT_DOC = ("apply the layer-wise trust ratio to this group's tensors (False: 
               "implementations do)")
 
 
-def _norm(x: Tensor, rd: int) -> Tensor:
-    """Per-replica 2-norm in at least float32 (shape R, 0-d when rd = 0)."""
-    dims = tuple(range(rd, x.ndim))
-    acc = torch.promote_types(x.dtype, torch.float32)
-    if not dims:  # a 0-d parameter: its norm is its absolute value
-        return x.abs().to(acc)
-    return torch.linalg.vector_norm(x, dim=dims, dtype=acc)
+def _norms(rd: int, *xs: Tensor):
+    """Per-replica 2-norms of ``xs`` (shape R each, 0-d when rd = 0), in at least float32: this
+    shard's sums of squares are requested as one ``Reduce`` over the whole tensor (a generator:
+    the stage's ``apply`` yields from it), so the norms are the whole tensor's under sharding."""
+    acc = torch.promote_types(xs[0].dtype, torch.float32)
+    sq = torch.stack([per_replica_sum(x.to(acc).square(), rd) for x in xs], dim=-1)
+    sq = yield Reduce("sum", "tensor", sq)
+    return sq.sqrt().unbind(-1)
 
 
 def _scale(u: Tensor, ratio: Tensor, rd: int) -> Tensor:
@@ -60,15 +61,16 @@ class lamb_trust_ratio(Stage):
     name = "lamb_trust_ratio"
     hypers = (H.flag("layer_adaptation", True, _ADAPT_DOC, LAMB),)
     traits = StageTraits(degree=(0.0, 0.0), preconditions=True)
+    reductions = (("sum", "tensor"),)  # ‖θ‖ and ‖u‖ of the whole tensor
 
-    def update(self, u: Tensor, ctx: Context) -> Tensor:
+    def apply(self, flow: Flow, ctx: Context):
         if not ctx.hp.get("layer_adaptation", True):
-            return u
-        rd = ctx.replica_dims
-        w_norm, u_norm = _norm(ctx.param, rd), _norm(u, rd)
+            return flow
+        rd, u = ctx.replica_dims, flow.u
+        w_norm, u_norm = yield from _norms(rd, ctx.param, u)
         ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
         ctx.info["trust_ratio"] = ratio
-        return _scale(u, ratio, rd)
+        return flow.with_u(_scale(u, ratio, rd))
 
 
 class lars_local_lr(Stage):
@@ -92,15 +94,16 @@ class lars_local_lr(Stage):
               H.weight_decay(0.0, "", "weight decay λ (also in the local learning rate)"),
               H.flag("layer_adaptation", True, _ADAPT_DOC, LARS))
     traits = StageTraits(degree=(0.0, 0.0), preconditions=True)
+    reductions = (("sum", "tensor"),)  # ‖θ‖ and ‖g‖ of the whole tensor
 
-    def update(self, u: Tensor, ctx: Context) -> Tensor:
+    def apply(self, flow: Flow, ctx: Context):
         if not ctx.hp.get("layer_adaptation", True):
-            return u
-        rd = ctx.replica_dims
-        w_norm, g_norm = _norm(ctx.param, rd), _norm(ctx.grad, rd)
+            return flow
+        rd, u = ctx.replica_dims, flow.u
+        w_norm, g_norm = yield from _norms(rd, ctx.param, ctx.grad)
         denom = g_norm + ctx.hp["weight_decay"] * w_norm
         ok = (w_norm > 0) & (denom > 0)
         ratio = torch.where(ok, ctx.hp["trust_coefficient"] * w_norm / torch.where(ok, denom, 1.0),
                             torch.ones_like(w_norm))
         ctx.info["trust_ratio"] = ratio
-        return _scale(u, ratio, rd)
+        return flow.with_u(_scale(u, ratio, rd))

@@ -3,15 +3,14 @@ the helpers of ``sandbox.notebook`` behave as documented.
 
 Each notebook is executed with nbclient exactly as JupyterLab would run it from ``notebooks/``
 (``SANDBOX_NOTEBOOK_SMALL=1``, results into a temporary folder): an exception in any cell fails
-the test. A notebook that takes longer than ``NOTEBOOK_LIMIT_S`` fails too — the small size is
-meant to run in well under a minute; the limit is a guard against a notebook ignoring the small
-mode, with room for a loaded machine.
+the test. No test here asserts on wall-clock time (a busy machine may take several times longer);
+``CELL_TIMEOUT_S`` is only a guard against a hung kernel. That a notebook honours the small mode
+is checked by what it prints ("SMALL size") and by the sizes it picks (``nb.pick``).
 """
 from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import nbformat
@@ -22,8 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXPECTED = ("01_effective_step_size", "02_weight_decay_equilibrium", "03_compare_variants",
             "04_flat_minima", "05_root_free")
-NOTEBOOK_LIMIT_S = 120
-CELL_TIMEOUT_S = 120
+CELL_TIMEOUT_S = 900  # a hang guard, not a speed requirement
 
 
 def notebook_path(name: str) -> Path:
@@ -81,17 +79,15 @@ def test_notebook_executes_in_small_mode(name, tmp_path, monkeypatch):
     nb = nbformat.read(notebook_path(name), as_version=4)
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(NOTEBOOKS)}})
-    start = time.perf_counter()
     client.execute()  # raises CellExecutionError on the first failing cell
-    elapsed = time.perf_counter() - start
-    assert elapsed < NOTEBOOK_LIMIT_S, f"{name} took {elapsed:.0f} s in small mode"
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert images, f"{name}: no figure was displayed"
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "SMALL size" in text, f"{name}: the first cell did not announce the small size"
-    verdict_lines = re.findall(r"(\d+) PASS, (\d+) FAIL, (\d+) REPORTED", text)
+    verdict_lines = re.findall(r"(\d+) PASS, (\d+) FAIL, (\d+) INCONCLUSIVE, (\d+) REPORTED",
+                               text)
     if name != "03_compare_variants":  # 03 ranks rules; the others count verdicts
         assert verdict_lines, f"{name}: no verdict table was shown"
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
@@ -220,7 +216,7 @@ def test_effective_step_prediction_regimes():
 def test_bf16_rounding_model_matches_torch():
     import torch
 
-    from theory.lowprecision_extra import bf16_ema_trace, ema_can_decrease, round_bf16
+    from theory.lowprecision import bf16_ema_trace, ema_can_decrease, round_bf16
 
     x = np.random.default_rng(0).standard_normal(20000).astype(np.float32) * 1e3
     assert np.array_equal(round_bf16(x), torch.tensor(x).bfloat16().float().numpy())

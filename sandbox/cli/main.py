@@ -80,7 +80,12 @@ def command_line(argv: list[str] | None = None) -> str:
 
 def interrupted(command: str, saved: str, argv: list[str] | None = None) -> int:
     """Print the one line of a Ctrl-C — ``<command> interrupted; <saved>; rerun `<line>` to
-    resume`` — on stderr and return the exit status 130."""
+    resume`` — on stderr and return the exit status 130. Further Ctrl-Cs are ignored from here
+    on: a second interrupt during the interpreter's shutdown would otherwise end the process by
+    the signal (status −2) after the line was printed (seen once on a loaded machine)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     print(f"{command} interrupted; {saved}; rerun `{command_line(argv)}` to resume",
           file=sys.stderr)
     return INTERRUPTED

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _run(args, out)
     except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # see sandbox.cli.main.interrupted
         line = shlex.join(["python", "-m", "sandbox.escape", *argv])
         print(f"escape interrupted; the finished runs are saved in {out}; rerun `{line}` to "
               f"resume", file=sys.stderr)

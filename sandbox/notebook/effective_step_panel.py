@@ -18,7 +18,7 @@ import pandas as pd
 
 import sandbox
 
-from .style import plain_log_ticks, rule_colors, show, use_style
+from .style import plain_log_ticks, png_bytes, rule_colors, use_style
 from .toy_runs import Prediction, late_ratios, predict_effective_step, run_effective_step
 
 WEIGHT_DECAYS = (0.0, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
@@ -133,9 +133,8 @@ class EffectiveStepPanel:
         self._hold = False
         lr = typical_lr(rule) if lr is None else lr
         project = default_project(rule) if project is None else project
-        # wide controls with room for their labels (the default 'description' width cuts
-        # "weight decay", and a 125-px slider is too short to aim); a Layout of its own per
-        # control (one shared Layout left nbclient waiting on the widgets' state)
+        # room for the controls' labels (the default 'description' width cuts "weight decay")
+        # and sliders long enough to aim (the default is ~125 px); a Layout per control
         def wide():
             return dict(style={"description_width": "110px"}, layout=W.Layout(width="420px"))
 
@@ -150,12 +149,14 @@ class EffectiveStepPanel:
                                               **wide())
         self.project = W.Checkbox(value=project, description="radial projection", **wide())
         self.status = W.HTML()
-        self.output = W.Output()
+        # the figure is an Image widget whose PNG is replaced on every re-run (an Output widget
+        # cleared and refilled left headless nbclient waiting a whole cell timeout at random)
+        self.figure = W.Image(format="png")
         for c in (self.lr, self.momentum, self.weight_decay, self.project):
             c.observe(self._changed, names="value")
         self.rule.observe(self._rule_changed, names="value")
         self.widget = W.VBox([W.HBox([self.rule, self.project]), W.HBox([self.lr, self.momentum]),
-                              self.weight_decay, self.status, self.output])
+                              self.weight_decay, self.status, self.figure])
 
     def _rule_changed(self, change) -> None:
         # a new rule starts at a learning rate of its own scale and its own projection default
@@ -205,7 +206,5 @@ class EffectiveStepPanel:
         self.table, self.prediction = table, pred
         self.status.value = (f"<b>{rule}</b> {hp}<br>prediction: {pred.kind}; "
                              + "; ".join(pred.notes))
-        self.output.clear_output(wait=True)
-        with self.output:
-            show(draw_effective_step(table, pred, title=f"{rule}: {hp}"))
+        self.figure.value = png_bytes(draw_effective_step(table, pred, title=f"{rule}: {hp}"))
         return table

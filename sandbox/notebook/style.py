@@ -108,20 +108,28 @@ def show(fig) -> None:
 
     The PNG is rendered here rather than left to the backend, so it shows whatever backend a
     library import selected."""
-    import io
-
     import matplotlib.pyplot as plt
 
     if in_kernel():
         from IPython.display import Image, display
 
-        from sandbox.plotting import tidy_log_ticks
-
-        buf = io.BytesIO()
-        tidy_log_ticks(fig)
-        fig.savefig(buf, format="png")
-        display(Image(data=buf.getvalue()))
+        display(Image(data=png_bytes(fig)))
     plt.close(fig)
+
+
+def png_bytes(fig) -> bytes:
+    """The figure as PNG bytes (log ticks tidied as :func:`sandbox.plotting.save` does), closed."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    from sandbox.plotting import tidy_log_ticks
+
+    buf = io.BytesIO()
+    tidy_log_ticks(fig)
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def show_png(path: str | Path, width: int | None = 900) -> bool:

@@ -269,9 +269,13 @@ def asymptote_rows(table: pd.DataFrame, configs, setting: str = "") -> list[dict
     - k > −1: ``asymptote.constant`` — slope of Δ_t⁻² on t over the last 3/4 of the run
       (:func:`fit_inverse_square`, free of the transient offset) vs (k+1)M, 10%;
       ``asymptote.exponent`` — log-log slope of Δ_t over the last decade vs −1/2, absolute 0.1;
-    - k = −1: ``asymptote.rootfree_delta`` — late rms Δ vs the lag-corrected constant, 10%.
+      both with their OLS intervals (the verdict rule of :func:`sandbox.verify.base.verdict`);
+    - k = −1: ``asymptote.rootfree_delta`` — late rms Δ vs the lag-corrected constant, 10%
+      (a point estimate: ``verify``'s asymptotes family gives it a jackknife interval).
     """
     from sandbox.experiments.effective_step import fit_inverse_square, fit_power_law, series
+
+    from sandbox.verify.intervals import slope_interval
 
     from .verdicts import claim_row
 
@@ -288,12 +292,16 @@ def asymptote_rows(table: pd.DataFrame, configs, setting: str = "") -> list[dict
             fit = fit_inverse_square(t[late], d[late])
             km = (tr.homogeneity + 1) * theory.momentum_factor(tr)
             rows.append(claim_row("asymptote.constant", label, where, km, fit["slope"], 0.10,
-                                  note=f"fitted transient offset t0 = {fit['t0']:.0f} steps"))
+                                  interval=slope_interval(fit["slope"], fit["slope_se"],
+                                                          int(late.sum())),
+                                  note=f"fitted transient offset t0 = {fit['t0']:.0f} steps; "
+                                       f"OLS interval (neighbouring steps correlate: a lower "
+                                       f"bound on the uncertainty)"))
             last = t >= t.max() / 10
             pw = fit_power_law(t[last], d[last])
             rows.append(claim_row("asymptote.exponent", label, where, -0.5, pw["exponent"], 0.1,
-                                  kind="absolute",
-                                  note=f"95% OLS interval [{pw['low']:.3f}, {pw['high']:.3f}]"))
+                                  kind="absolute", interval=(pw["low"], pw["high"]),
+                                  note="95% OLS interval of the log-log slope"))
         else:
             pred = predict_effective_step(cfg["rule"], hp, t - 1, int(part["d"].iloc[0]))
             late = (t >= LATE_FRACTION * t.max()) & np.isfinite(pred.delta)

@@ -1,5 +1,5 @@
 """Norm, angular update and ‖g‖/‖w‖ of a scale-invariant weight along a learning-rate schedule
-(spec theory.md section 7), for SGD(M), AdamW, AdamP, Lion and their corrected forms (Defazio 2025).
+(docs/theory.md), for SGD(M), AdamW, AdamP, Lion and their corrected forms (Defazio 2025).
 
 Model (noise-driven toy, g = P_perp(xi)/r, xi ~ N(0, sigma^2 I_d); any k in {0, 1}): the applied
 direction u_t (before the lr) is a linear filter of the scale-free gradient kicks (SGD's heavy

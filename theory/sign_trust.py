@@ -1,5 +1,5 @@
 """Effective (angular) step of Lion and of the trust-ratio rules LAMB/LARS on a scale-invariant
-weight (spec theory.md section 7), without and with weight decay.
+weight, without and with weight decay (docs/theory.md).
 
 Notation as in :mod:`theory.homogeneity`: r = ||w||, Delta_t = angle(w_t, w_{t+1}) (rms), eta the
 learning rate, lam the weight decay, d = dim(w). Noise-driven toy: g = P_perp(xi)/r.

@@ -2,7 +2,7 @@ r"""Per-layer effective (angular) step of a comparison's reported runs against `
 
 For each scale-invariant layer (ground truth from the architecture, recorded by
 :mod:`sandbox.probes`) the probes give Δ_t = angle(w_t, w_{t+1}) and r_t = ‖w_t‖. Theory
-(spec §2–3; :func:`theory.angular_step_curve`) predicts, for an update homogeneous of degree k in
+(docs/theory.md §2–3; :func:`theory.angular_step_curve`) predicts, for an update homogeneous of degree k in
 the gradient with scale-free size A (‖u‖ = A·r^{−k}), momentum factor M and effective decay λ_eff:
 
 .. math::

@@ -1,4 +1,4 @@
-"""The noise-driven scale-invariant toy (spec theory.md, notation).
+"""The noise-driven scale-invariant toy (notation as in docs/theory.md).
 
 Each replica holds a weight w ∈ R^d and receives the gradient g = Π⊥(ξ)/‖w‖ with ξ ~ N(0, σ²I):
 a pure-noise, tangential gradient that scales like the gradient of a scale-invariant loss

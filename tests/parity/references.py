@@ -1,4 +1,5 @@
-"""Hand-written reference steps, straight from /work/shared/spec/algorithms.md.
+"""Hand-written reference steps, straight from the papers and the official code (the sources each
+rule module cites).
 
 Each rule is one plain function over lists of tensors with its own list of state dicts
 (one dict per parameter, created on first use).  The functions are written for float64

@@ -314,7 +314,7 @@ def _crossover_rows(job, df, setting):
     m = measured(stat, df)
     rows = [make_row(NAME, "asymptote.rootfree_crossover", job["label"], setting, c["r_half_pred"],
                      c["r_half_meas"], 0.10, status="derived", interval=m["r_half_meas"][1],
-                     note=f"radius where Δ falls to half its plateau {c['plateau']:.4g}; spec "
+                     note=f"radius where Δ falls to half its plateau {c['plateau']:.4g}; catalogue "
                           f"r_c = G/sqrt(dλ) = {c['r_c']:.3g} (r_half/r_c = "
                           f"{c['r_half_meas'] / c['r_c']:.3f}: lag and the 1/(1 + r²/r_c²) shape)"),
             make_row(NAME, "asymptote.rootfree_profile", job["label"], setting, 0.0,

@@ -252,23 +252,24 @@ def figure(raw_csv: Path, path: Path) -> Path:
     raw = pd.read_csv(raw_csv)
     sets = list(raw["set"].unique())
     order = (raw.groupby("contender")["ratio_adamw_fused"].median().sort_values().index.tolist())
-    sns.set_theme(style="whitegrid")
-    fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 0.32 * len(order) + 1.8),
-                             squeeze=False, sharey=True)
-    for ax, name in zip(axes[0], sets):
-        sns.barplot(data=raw[raw["set"] == name], y="contender", x="ratio_adamw_fused",
-                    hue="source", order=order, estimator=np.median, errorbar=("pi", 50),
-                    dodge=False, ax=ax, legend=ax is axes[0][-1])
-        ax.set_xscale("log")
-        ax.axvline(1.0, color="k", lw=0.8)
-        ax.set_title(name)
-        ax.set_xlabel("step time / fused AdamW step time (ratio, log scale)")
-        ax.set_ylabel("")
-    fig.suptitle("Optimizer step time relative to torch.optim.AdamW(fused=True) in the same repeat\n"
-                 "(bar: median over repeats; line: interquartile range)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    # a local style: a library function never changes matplotlib's global state
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(sets), figsize=(6.5 * len(sets), 0.32 * len(order) + 1.8),
+                                 squeeze=False, sharey=True)
+        for ax, name in zip(axes[0], sets):
+            sns.barplot(data=raw[raw["set"] == name], y="contender", x="ratio_adamw_fused",
+                        hue="source", order=order, estimator=np.median, errorbar=("pi", 50),
+                        dodge=False, ax=ax, legend=ax is axes[0][-1])
+            ax.set_xscale("log")
+            ax.axvline(1.0, color="k", lw=0.8)
+            ax.set_title(name)
+            ax.set_xlabel("step time / fused AdamW step time (ratio, log scale)")
+            ax.set_ylabel("")
+        fig.suptitle("Optimizer step time relative to torch.optim.AdamW(fused=True) in the same repeat\n"
+                     "(bar: median over repeats; line: interquartile range)")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
     return path
 
 

@@ -48,6 +48,18 @@ def uncovered_rules() -> dict[str, list[str]]:
     return out
 
 
+def size_laws(name: str) -> frozenset[str]:
+    """The size laws (``StageTraits.size_law``: 'sign', 'trust_ratio', 'rotation',
+    'corrected_decay') of a registered rule's stages at its defaults."""
+    return frozenset(s.traits.size_law for s in chain_at_defaults(name) if s.traits.size_law)
+
+
+def rules_with_law(law: str) -> list[str]:
+    """Registered rules (registry order) with a stage of size law ``law``: the rules a claim of
+    that law covers (a user's stage that declares the law is selected too)."""
+    return [n for n in sandbox.available() if law in size_laws(n)]
+
+
 def rules_where(predicate: Callable[[RuleSpec], bool]) -> list[str]:
     """Rules the theory models (registry order) whose spec satisfies ``predicate``."""
     return [n for n in theory_rules() if predicate(sandbox.info(n))]

@@ -189,6 +189,11 @@ class StageTraits:
       A stage whose size law is another (a sign, a trust ratio, a rotational step, a scheduled
       decay) leaves it False, and ``verify`` reports its rules as not covered instead of holding
       them to another rule's predictions. Default False: a new stage is not assumed modelled.
+    - ``size_law``: for a stage that is not ``modelled``, the name of the size law ``theory/``
+      has for it ('sign': ‖u‖² = d, Lion; 'trust_ratio': the step is a fixed fraction of ‖θ‖,
+      LAMB/LARS; 'rotation': each neuron's angle set to its equilibrium, the rotational variants;
+      'corrected_decay': a decay that follows the lr schedule, AdamC/SGDC). ``verify`` selects the
+      claims of those laws by it; '' for none.
     """
 
     degree: tuple[float, float] = (1.0, 0.0)
@@ -203,6 +208,7 @@ class StageTraits:
     direction_is_buffer: Callable[[Mapping[str, Any]], bool] = lambda hp: False
     writes_back: Callable[[Mapping[str, Any]], bool] = lambda hp: False
     modelled: bool = False
+    size_law: str = ""
 
 
 class Stage:

@@ -70,7 +70,7 @@ class corrected_decay(Stage):
     name = "corrected_decay"
     reductions = ()  # element-wise (a sharded parameter steps shard by shard)
     hypers = (H.weight_decay(0.0, "", "weight decay λ"), NORMALIZED, LR_MAX)
-    traits = StageTraits(decays=True)
+    traits = StageTraits(decays=True, size_law="corrected_decay")
     state = {"lr_max": "the largest lr seen at a step (γ_max when lr_max is None); one number, "
                        "stored repeated in a tensor of the parameter's shape"}
 

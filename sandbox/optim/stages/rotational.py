@@ -136,7 +136,7 @@ class rotate(Stage):
         # degree 0 (d/ū), but neither the homogeneity laws nor AdamP's projection traits (M = 1,
         # wd_ratio, the projection identities) describe a step that fixes the angle and the norm:
         # theory.rotational does.
-        self.traits = StageTraits()
+        self.traits = StageTraits(size_law="rotation")
         self.state = {"weight_norm": "per-row norm n recorded at the first rotational step",
                       "update_norm2": "per-row EMA U of the squared update norm"}
         if own_step:

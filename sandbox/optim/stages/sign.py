@@ -33,7 +33,8 @@ class scale_by_lion(Stage):
     reductions = ()  # element-wise (a sharded parameter steps shard by shard)
     hypers = (H.betas((0.9, 0.99), LION, "(beta1, beta2): interpolation of the direction, memory "
                                          "of the momentum"),)
-    traits = StageTraits(degree=(0.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]))
+    traits = StageTraits(degree=(0.0, 0.0), momentum="ema", beta=lambda hp: float(hp["betas"][0]),
+                         size_law="sign")
     state = {"exp_avg": "the momentum m_t (EMA of the gradient with beta2)"}
 
     def update(self, u: Tensor, ctx: Context) -> Tensor:

@@ -60,7 +60,7 @@ class lamb_trust_ratio(Stage):
 
     name = "lamb_trust_ratio"
     hypers = (H.flag("layer_adaptation", True, _ADAPT_DOC, LAMB),)
-    traits = StageTraits(degree=(0.0, 0.0), preconditions=True)
+    traits = StageTraits(degree=(0.0, 0.0), preconditions=True, size_law="trust_ratio")
     reductions = (("sum", "tensor"),)  # ‖θ‖ and ‖u‖ of the whole tensor
 
     def apply(self, flow: Flow, ctx: Context):
@@ -93,7 +93,7 @@ class lars_local_lr(Stage):
                       "local learning rate", LARS),
               H.weight_decay(0.0, "", "weight decay λ (also in the local learning rate)"),
               H.flag("layer_adaptation", True, _ADAPT_DOC, LARS))
-    traits = StageTraits(degree=(0.0, 0.0), preconditions=True)
+    traits = StageTraits(degree=(0.0, 0.0), preconditions=True, size_law="trust_ratio")
     reductions = (("sum", "tensor"),)  # ‖θ‖ and ‖g‖ of the whole tensor
 
     def apply(self, flow: Flow, ctx: Context):

@@ -5,7 +5,8 @@ them with status and citation. Modules by topic: identities (§1), homogeneity +
 effective step without decay, its mean field, Adai's momentum factor, the projection lag),
 rootfree (§2–3: root-free rules, geometric growth and the damping crossover), equilibrium (§3),
 detection (§4), escape + escape_laws (§5), invariance + noisy_quadratic (§6), lowprecision
-(bf16 rounding of steps and EMAs).
+(bf16 rounding of steps and EMAs), schedules (§7: trajectories along an lr schedule, corrected
+decay).
 """
 from .detection import detection_threshold, random_abs_cosine, rounding_abs_cosine
 from .equilibrium import (Equilibrium, adai_isotropic_angular_step, effective_decay,
@@ -25,9 +26,10 @@ from .invariance import (loss_scale_update_factor, noisy_quadratic_newton_step,
 from .lowprecision import bf16_ema_trace, bf16_step_retention, ema_can_decrease, round_bf16
 from .noisy_quadratic import noisy_quadratic_grad_sq, noisy_quadratic_stationary_variance
 from .rootfree import rootfree_delta_profile, rootfree_stationary
+from .schedules import NotCovered, integrate_schedule, late_rise, schedule, steady_grad_ratio_sgd
 from .toy import (toy_grad_norm_sq_unit, toy_raw_update_size_sq, toy_update_size,
                   toy_update_size_sq)
 
 __all__ = [n for n in dir() if not n.startswith("_") and n not in (
     "detection", "equilibrium", "escape", "homogeneity", "identities", "invariance",
-    "noisy_quadratic", "toy", "lowprecision", "rootfree", "catalogue", "escape_laws")]
+    "noisy_quadratic", "toy", "lowprecision", "rootfree", "catalogue", "escape_laws", "schedules")]

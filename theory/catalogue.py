@@ -18,6 +18,7 @@ XIE21 = "Xie, Sato & Sugiyama, ICLR 2021, A diffusion theory for deep learning d
 ADAI = "Xie et al., ICML 2022, Adaptive Inertia (Adai)"
 RF = "Lin et al., ICML 2024, Can we remove the square-root in adaptive gradient methods?"
 HERE = "derived here (theory package)"
+DEFAZIO = "Defazio 2025, Why Gradients Rapidly Increase Near the End of Training (arXiv 2506.02285)"
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,12 @@ CLAIMS: list[Claim] = [
     Claim("invariance.rootfree_reparam", 6, "theta = D phi: trajectories map exactly with m -> D m, v_0 -> D^2 v_0 (damping 0); default v_0 = 1/B: mismatch beta2^t (1-D^2)/B", D, HERE, "rootfree_reparam_map", "damping 0", "round-off"),
     Claim("invariance.rootfree_newton", 6, "noisy quadratic, C = H/B: B v -> H (1 + eta/2) (root-free, no momentum)", D, RF + "; exact excess " + HERE, "noisy_quadratic_newton_step", "beta2 -> 1, stationary", "5%"),
     Claim("invariance.stationary_variance", 6, "Var theta: SGD eta/(B(2 - eta H)); root-free eta/(2 B H); Adam ~ eta/(2 sqrt(B H))", D, HERE, "noisy_quadratic_stationary_variance", "beta2 -> 1", "5%"),
+    Claim("schedule.trajectory", 7, "E r_{t+1}^2 = (1 - gamma_t l_t)^2 E r_t^2 + gamma_t sum_j (2 - [j=0]) gamma_{t-j} E<u_t, u_{t-j}>: r_t, Delta_t = arctan(gamma_t |u_t|/r_t^{k+1}), ||g_t||/||w_t|| = G/r_t^2 along a covered schedule (SGD(M), AdamW, AdamP, Lion, AdamC/SGDC)", D, HERE, "integrate_schedule", "noise-dominated, gamma l << 1, Delta << 1 - beta", "r 5%, Delta and ||g||/||w|| 10%"),
+    Claim("schedule.late_rise", 7, "||g||/||w|| rises as gamma_t decays (target r*^{2(k+1)} ∝ gamma_t, limited by the lag tau_t ∝ 1/gamma_t); flat under corrected decay l_t ∝ gamma_t; AdamP's rise muted by its 1/wd_ratio longer lag, not corrected", P, DEFAZIO + "; lag and projection " + HERE, "late_rise", "noise-dominated", "10%"),
+    Claim("schedule.corrected_delta", 7, "corrected decay: r* constant, so Delta_t ∝ gamma_t once r sits at its target", P, DEFAZIO, "integrate_schedule", "T >> tau", "0.05"),
+    Claim("schedule.sgd_steady", 7, "plain SGD at steady state on a normalised layer: ||g||/||w|| = sqrt(2 lam/gamma)", P, DEFAZIO + "; van Laarhoven 2017", "steady_grad_ratio_sgd", "gamma lam << 1", "5%"),
+    Claim("schedule.projection_long_run", 7, "AdamP's late rise returns when the run is much longer than its lag 1/(2 gamma lam wd_ratio)", D, HERE, "late_rise", "T >> tau", "10%"),
+    Claim("schedule.not_covered", 7, "schedules outside theory.schedules.schedule() (OneCycle, cyclic, custom) and rules without a schedule theory: measured, never extrapolated", O, HERE, "integrate_schedule", "measure", ""),
 ]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 # The order in which families run and appear in the report.
-FAMILIES = ("identities", "asymptotes", "equilibria", "invariances", "escape", "nets")
+FAMILIES = ("identities", "asymptotes", "equilibria", "schedules", "invariances", "escape", "nets")
 
 ROW_COLUMNS = (
     "family", "claim", "rule", "setting", "predicted", "measured", "measured_lo", "measured_hi",

@@ -143,9 +143,6 @@ BAD = {
                            "invalid momentum=2"),
     "malformed --hp": (["--hp", "momentum=0.9"], "expected RULE.NAME=VALUE"),
     "lr in --hp when tuning": (["--optimizers", "sgd", "--hp", "sgd.lr=0.1"], "tuned on the grid"),
-    "required value with defaults": (["--defaults", "--optimizers", "adamw,adamc"],
-                                     "adamc has no published default for normalized; fix it "
-                                     "with --hp adamc.normalized=VALUE"),
     "unknown problem in --problems": (["--problems", "digits-bnmlp,teacher-studnet"],
                                       "did you mean 'teacher-student'"),
     "a problem twice in --problems": (["--problems", "digits-bnmlp,digits-bnmlp"],

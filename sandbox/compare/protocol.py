@@ -59,10 +59,13 @@ def required_without_value(rule: str, fixed: dict) -> list[str]:
     """The hyperparameters of ``rule`` with no published default that ``fixed`` leaves unset,
     other than ``lr`` (which the tuning rule sets) and the root-free rules' ``batch_size`` (the
     problem's, :func:`~sandbox.training.resolve_hyperparameters`): a defaults run refuses to
-    guess them (e.g. adamc's and sgdc's ``normalized``)."""
+    guess them. The keys the training loop fills from the architecture (adamc's and sgdc's
+    ``normalized``: :mod:`sandbox.training.architecture_groups`) are not asked for."""
+    from sandbox.training.architecture_groups import ARCHITECTURE_KEYS
+
     spec = sandbox.info(rule)
     return [k for k, v in spec.defaults.items()
-            if v is REQUIRED and k not in fixed and k not in ("lr", "batch_size")]
+            if v is REQUIRED and k not in fixed and k not in ("lr", "batch_size") + ARCHITECTURE_KEYS]
 
 
 def needs_lr_tuning(cfg: CompareConfig, rule: str) -> bool:

@@ -38,6 +38,7 @@ from torch import Tensor
 import sandbox
 
 from ..problems import Problem
+from .architecture_groups import architecture_param_groups
 from .data_order import DataOrder, eval_steps
 from .stacked import StackedModels, evaluate_model, evaluate_stacked
 
@@ -219,7 +220,8 @@ def _tracker(track, seeds, problem):
 def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar, track=None) -> pd.DataFrame:
     template = problem.build(seeds[0])
     stack = StackedModels([problem.build(s) for s in seeds])
-    opt = sandbox.create(rule, stack.param_groups(), nonfinite="ignore", **hp)
+    groups = architecture_param_groups(rule, hp, stack.params, problem, template, replica_dims=1)
+    opt = sandbox.create(rule, groups, nonfinite="ignore", **hp)
     hook = attach(opt, stack.params, template, seeds) if attach else None
     order = DataOrder(len(problem.train[1]), problem.batch_size, seeds, problem.train[0].device)
     curves = _Curves(seeds, problem, on_eval, time.perf_counter())
@@ -230,7 +232,8 @@ def _train_stacked(problem, rule, hp, seeds, total, evals, on_eval, attach, bar,
 
 def _train_single(problem, rule, hp, seed, total, evals, on_eval, attach, bar, track=None) -> pd.DataFrame:
     model = problem.build(seed)
-    opt = sandbox.create(rule, model.parameters(), nonfinite="ignore", **hp)
+    groups = architecture_param_groups(rule, hp, dict(model.named_parameters()), problem, model)
+    opt = sandbox.create(rule, groups, nonfinite="ignore", **hp)
     hook = attach(opt, dict(model.named_parameters()), model, [seed]) if attach else None
     order = DataOrder(len(problem.train[1]), problem.batch_size, [seed], problem.train[0].device)
     curves = _Curves([seed], problem, on_eval, time.perf_counter())

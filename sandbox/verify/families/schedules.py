@@ -76,7 +76,7 @@ def setting(name: str, steps: int) -> dict:
     spec = sandbox.info(name)
     laws = size_laws(name)
     d = spec.defaults
-    hp: dict = {}
+    hp: dict = {"batch_size": 1} if "batch_size" in d else {}  # root-free: B = 1 on the toy
     if "sign" in laws:
         sched = schedule("cosine", int(steps * 8 / 3), 2e-3)
         hp.update(weight_decay=0.1, betas=(0.9, 0.99))
@@ -272,11 +272,16 @@ def onecycle_rows(cfg: VerifyConfig, rules=("adamw", "adamc")) -> list[dict]:
     return rows
 
 
-def long_run_rows(cfg: VerifyConfig) -> list[dict]:
-    """AdamP's rise returns in a run much longer than its lag (T = 60000, 64 replicas)."""
-    rule = next((n for n in sandbox.available() if sandbox.info(n).projected
+def long_run_rule() -> str | None:
+    """The first registered projected Adam-type rule (k = 0, decoupled decay, no size law)."""
+    return next((n for n in sandbox.available() if sandbox.info(n).projected
                  and sandbox.info(n).homogeneity == 0 and not size_laws(n)
                  and sandbox.info(n).decay == "decoupled"), None)
+
+
+def long_run_rows(cfg: VerifyConfig) -> list[dict]:
+    """AdamP's rise returns in a run much longer than its lag (T = 60000, 64 replicas)."""
+    rule = long_run_rule()
     if rule is None:
         return []
     job = {**setting(rule, 60000), "rule": rule}

@@ -21,6 +21,13 @@ experimental devices, both exploiting scale invariance itself (f(c·w) = f(w), c
   Δ ≈ Δ_target. The measurement windows begin several relaxation times later, so a wrong target
   would be forgotten, not imposed. (k ≤ −1, root-free: Δ does not depend on r; no rescaling.)
 
+Under a learning-rate schedule (``lr_schedule``: one lr γ_t per step) every param group's lr is set
+to γ_t before step t and its ``initial_lr`` to max γ, as torch's LR schedulers do (the corrected
+decay of AdamC/SGDC reads γ_max from it). ``normalised_groups=True`` builds the param groups from
+the architecture's ground truth (:func:`sandbox.probes.normalised_groups.normalised_param_groups`:
+``normalized=True`` on the scale-invariant tensors, the key AdamC/SGDC require; a rule without
+that key gets the same groups without it).
+
 Results are written as they are produced: ``path`` receives the probe rows (appended at every
 flush) under ``<path stem>.partial.csv`` and the complete table is moved to ``path`` only when
 the run ends, so a rerun with the same ``path`` finds the complete file and returns it without
@@ -30,7 +37,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,10 +92,64 @@ def rescale_equivariant(optimizer: torch.optim.Optimizer, param: torch.Tensor, c
             s.mul_(c ** (-2.0 if key == "exp_avg_sq" else -1.0))
 
 
+def learning_rates(lr_schedule, steps: int) -> Optional[np.ndarray]:
+    """The first ``steps`` learning rates of ``lr_schedule`` (a sequence, or an object with a
+    ``gamma`` array such as :class:`theory.schedules.Schedule`) as floats; None stays None.
+    Raises ValueError when it is shorter than ``steps`` or holds a non-finite or negative lr."""
+    if lr_schedule is None:
+        return None
+    gamma = np.asarray(getattr(lr_schedule, "gamma", lr_schedule), dtype=float)
+    if gamma.ndim != 1 or len(gamma) < steps:
+        raise ValueError(f"lr_schedule: need one lr per step ({steps}), got shape {gamma.shape}")
+    gamma = gamma[:steps]
+    if not np.isfinite(gamma).all() or (gamma < 0).any() or not gamma.max() > 0:
+        raise ValueError("lr_schedule: learning rates must be finite, >= 0 and not all 0")
+    return gamma
+
+
+def param_groups(model: torch.nn.Module, rule: str, hp: Mapping[str, Any], *,
+                 normalised: bool = False, decay_vectors: bool = True) -> list:
+    """The param groups of the trainable parameters of ``model`` for ``rule``.
+
+    ``normalised``: split by the architecture's ground truth
+    (:func:`~sandbox.probes.normalised_groups.normalised_param_groups`), the scale-invariant group
+    with ``normalized=True`` and the rest with ``normalized=False``; the key is left out for a
+    rule that does not have it (the same split, so rules compare on equal groups).
+    ``decay_vectors=False`` (when ``hp`` sets a ``weight_decay``): the 1-D parameters of each
+    group move to a group of their own with ``weight_decay=0``, keeping their ``normalized`` flag.
+    A group with no parameters is omitted. Without either option: the plain parameter list."""
+    from .normalised_groups import normalised_param_groups
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    split_vectors = not decay_vectors and "weight_decay" in hp
+    if not normalised and not split_vectors:
+        return trainable
+    if normalised:
+        groups = normalised_param_groups(model, only_trainable=True)
+        if "normalized" not in sandbox.info(rule).defaults:
+            groups = [{k: v for k, v in g.items() if k != "normalized"} for g in groups]
+    else:
+        groups = [{"params": trainable}]
+    if not split_vectors:
+        return groups
+    out = []
+    for g in groups:
+        extra = {k: v for k, v in g.items() if k != "params"}
+        matrices = [p for p in g["params"] if p.ndim >= 2]
+        vectors = [p for p in g["params"] if p.ndim < 2]
+        if matrices:
+            out.append({"params": matrices, **extra})
+        if vectors:
+            name = {"name": f"{extra['name']}_vectors"} if "name" in extra else {}
+            out.append({"params": vectors, **extra, **name, "weight_decay": 0.0})
+    return out
+
+
 def _train(problem, model, rule: str, hp: Mapping[str, Any], steps: int, seed: int, *,
            schedule, labels, path, freeze: bool, autocast: Optional[torch.dtype], gt,
            burn_in: int = 0, rescale_to: Optional[Mapping[str, float]] = None,
-           decay_vectors: bool = True):
+           decay_vectors: bool = True, lr_schedule: Optional[Sequence[float]] = None,
+           normalised_groups: bool = False):
     from ..training.data_order import DataOrder
     from .probe import make_schedule
 
@@ -96,14 +157,19 @@ def _train(problem, model, rule: str, hp: Mapping[str, Any], steps: int, seed: i
     if freeze:
         for name, p in params.items():
             p.requires_grad_(gt.get(name, False))
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups: list = trainable
-    if not decay_vectors and "weight_decay" in hp:
-        vectors = [p for p in trainable if p.ndim < 2]
-        groups = [{"params": [p for p in trainable if p.ndim >= 2]}]
-        if vectors:
-            groups.append({"params": vectors, "weight_decay": 0.0})
+    gamma = learning_rates(lr_schedule, steps)
+    if gamma is not None:
+        peak = float(gamma.max())
+        if "lr" in hp and not np.isclose(float(hp["lr"]), peak, rtol=1e-9, atol=0.0):
+            raise ValueError(f"hp lr={hp['lr']!r} differs from the lr_schedule's peak {peak!r}: "
+                             "leave lr out (the schedule sets it) or give the peak")
+        hp = {**hp, "lr": peak}
+    groups = param_groups(model, rule, hp, normalised=normalised_groups,
+                          decay_vectors=decay_vectors)
     opt = sandbox.create(rule, groups, **hp)
+    if gamma is not None:
+        for g in opt.param_groups:  # as torch's LR schedulers record the base lr (the peak)
+            g["initial_lr"] = float(gamma.max())
     user = make_schedule(schedule)
     rescaling = bool(rescale_to) and float(sandbox.info(rule).homogeneity) > -1 and burn_in > 0
     lo = max(0, burn_in - RESCALE_WINDOW)
@@ -127,6 +193,9 @@ def _train(problem, model, rule: str, hp: Mapping[str, Any], steps: int, seed: i
                     if name in rms and np.isfinite(rms[name]) and rms[name] > 0:
                         scales[name] = float((rms[name] / target) ** (1.0 / (k + 1.0)))
                         rescale_equivariant(opt, params[name], scales[name])
+            if gamma is not None:
+                for g in opt.param_groups:
+                    g["lr"] = float(gamma[t])
             idx = order.batch(t)[0].to(x.device)
             with ctx:
                 loss = problem.loss(model(x[idx]), y[idx])
@@ -148,7 +217,8 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
                freeze_non_invariant: bool = False, burn_in: int = 0,
                rescale_to: float | Mapping[str, float] | None = None,
                autocast: Optional[torch.dtype] = None, threads: Optional[int] = None,
-               decay_vectors: bool = True) -> pd.DataFrame:
+               decay_vectors: bool = True, lr_schedule: Optional[Sequence[float]] = None,
+               normalised_groups: bool = False) -> pd.DataFrame:
     """Train ``rule`` (hyperparameters ``hp``, passed to ``sandbox.create``) on ``problem`` for
     ``steps`` steps from ``problem.build(seed)`` and return the probe table (one row per recorded
     step and weight; columns of :data:`sandbox.probes.COLUMNS` plus ``rule``, ``seed``, the
@@ -161,7 +231,12 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
     puts 1-D parameters (biases, normalisation affine weights) in a param group without weight
     decay (the usual "no decay on norms and biases" recipe): a decayed BatchNorm γ shrinks the
     next layer's pre-activation variance until BatchNorm's eps is no longer negligible, and the
-    weights after it stop being scale-invariant. ``path``: a CSV file; when it
+    weights after it stop being scale-invariant. ``lr_schedule``: one learning rate per step
+    (at least ``steps``; a :class:`theory.schedules.Schedule` works too), set on every group
+    before each step, with ``initial_lr`` = its maximum (``hp['lr']``, if given, must be that
+    peak); the ``lr`` column records it. ``normalised_groups``: param groups from the
+    architecture's ground truth with the ``normalized`` key AdamC/SGDC require (module
+    docstring); without it those rules refuse, naming the key. ``path``: a CSV file; when it
     exists the run is not repeated and its table is returned. ``threads``: torch intra-op threads
     for the run (CPU), restored afterwards.
     """
@@ -182,7 +257,8 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
             partial.unlink(missing_ok=True)
         df = _train(problem, model, rule, hp, steps, seed, schedule=schedule, labels=labels,
                     path=partial, freeze=freeze_non_invariant, autocast=autocast, gt=gt,
-                    burn_in=burn_in, rescale_to=targets, decay_vectors=decay_vectors)
+                    burn_in=burn_in, rescale_to=targets, decay_vectors=decay_vectors,
+                    lr_schedule=lr_schedule, normalised_groups=normalised_groups)
     if final is not None:
         tmp = final.with_name(final.stem + ".tmp")
         df.to_csv(tmp, index=False)

@@ -18,6 +18,8 @@ XIE21 = "Xie, Sato & Sugiyama, ICLR 2021, A diffusion theory for deep learning d
 ADAI = "Xie et al., ICML 2022, Adaptive Inertia (Adai)"
 RF = "Lin et al., ICML 2024, Can we remove the square-root in adaptive gradient methods?"
 HERE = "derived here (theory package)"
+LION = "Chen et al., NeurIPS 2023 (Lion)"
+LAMB = "You et al., ICLR 2020 (LAMB); You, Gitman & Ginsburg 2017 (LARS)"
 DEFAZIO = "Defazio 2025, Why Gradients Rapidly Increase Near the End of Training (arXiv 2506.02285)"
 
 
@@ -71,6 +73,15 @@ CLAIMS: list[Claim] = [
     Claim("invariance.rootfree_reparam", 6, "theta = D phi: trajectories map exactly with m -> D m, v_0 -> D^2 v_0 (damping 0); default v_0 = 1/B: mismatch beta2^t (1-D^2)/B", D, HERE, "rootfree_reparam_map", "damping 0", "round-off"),
     Claim("invariance.rootfree_newton", 6, "noisy quadratic, C = H/B: B v -> H (1 + eta/2) (root-free, no momentum)", D, RF + "; exact excess " + HERE, "noisy_quadratic_newton_step", "beta2 -> 1, stationary", "5%"),
     Claim("invariance.stationary_variance", 6, "Var theta: SGD eta/(B(2 - eta H)); root-free eta/(2 B H); Adam ~ eta/(2 sqrt(B H))", D, HERE, "noisy_quadratic_stationary_variance", "beta2 -> 1", "5%"),
+    # Lion, LAMB, LARS and the rotational variants (size laws 'sign', 'trust_ratio', 'rotation'; docs/theory.md §7)
+    Claim("asymptote.lion", 7, "Lion, no decay: ||u||^2 = d, r_t^2 = r_0^2 + M_lion eta^2 d t, Delta_t = arctan(eta sqrt(d)/r_t) -> 1/sqrt(M_lion t); M_lion = 1 + 2 sum_j (2/pi) arcsin(A b2^{j-1}) (arcsine law, 45.9 at (0.9, 0.99); AdamW's traits say 19)", D, LION + "; M_lion " + HERE, "sign_trust.lion_angular_step_curve", "no decay, Delta << 1-b2", "Delta 10%, M 10%"),
+    Claim("asymptote.lamb", 7, "LAMB, no decay: every step has norm eta r, r^2 x (1 + M eta^2) per step (geometric), Delta constant = arccos((2 + (M-1) eta^2)/(2 sqrt(1 + M eta^2))) ~ eta, M = (1+b1)/(1-b1)", D, LAMB + "; " + HERE, "sign_trust.lamb_angular_step_no_decay", "eta^2 M << 1-b1", "Delta 1%, growth 5%"),
+    Claim("asymptote.lars", 7, "LARS, no decay: Delta = a/sqrt(1-mu^2), r^2 x (1 + a^2/(1-mu)^2) per step, a = lr trust", O, LAMB + "; " + HERE, "sign_trust.lars_equilibrium", "a/(1-mu) << 1", ""),
+    Claim("equilibrium.lion", 7, "Lion, decoupled decay: Delta* = sqrt(2 eta lam/M_lion), r* = sqrt(eta d M_lion/(2 lam)) (Kosson's linearised sqrt(pi/2) sqrt(2 eta lam) sqrt((1-b1)^2 + b1^2 (1-b2)/(1+b2)) is 0.7% above)", D, KOS + "; arcsine-law M " + HERE, "sign_trust.lion_equilibrium", "noise-dominated, Delta* << 1-b2", "5%"),
+    Claim("equilibrium.lamb", 7, "LAMB, decay in the trust ratio: Delta* = 2 arcsin(eta/2) ~ eta whatever lam (the decay sets the norm, not the angle); r* = x* D/lam, eta (M + x*^2) = 2 x* sqrt(1 + x*^2)", D, LAMB + "; " + HERE, "sign_trust.lamb_equilibrium", "eta^2 M << 1-b1, noise-dominated", "Delta 1%, r 5%"),
+    Claim("equilibrium.lars", 7, "LARS: y*(1+y*) = a/(2(1-mu)), y = lam r^2/G; r* = sqrt(y* G/lam), Delta* = a/((1+y*) sqrt(1-mu^2)), a = lr trust", D, LAMB + "; " + HERE, "sign_trust.lars_equilibrium", "a/(1-mu) << 1, noise-dominated", "5%"),
+    Claim("identity.rotational", 7, "rotational step: every neuron's norm stays at its recorded value; Delta_1 = arctan(rho ||d_c||/||d||) per neuron (u_bar_1 = ||d_1||; d_c centred)", D, KOS + "; exact form " + HERE, "rotational.first_step_angle", "exact (weights centred at initialisation, eps = 0)", "round-off"),
+    Claim("equilibrium.rotational", 7, "rotational variants: rms Delta_t = arctan(rho kappa f_t) from step 1, kappa = sqrt(1 - 1/L) (zero_mean), f_t the start-up factor of a momentum direction (up to 1.21 at beta = 0.9), no relaxation over 1/(2 eta lam)", D, KOS + " (Delta = rho from step 1); kappa, f_t " + HERE, "rotational.rotational_angular_step", "rows of >= 16 elements", "5%"),
     Claim("schedule.trajectory", 7, "E r_{t+1}^2 = (1 - gamma_t l_t)^2 E r_t^2 + gamma_t sum_j (2 - [j=0]) gamma_{t-j} E<u_t, u_{t-j}>: r_t, Delta_t = arctan(gamma_t |u_t|/r_t^{k+1}), ||g_t||/||w_t|| = G/r_t^2 along a covered schedule (SGD(M), AdamW, AdamP, Lion, AdamC/SGDC)", D, HERE, "integrate_schedule", "noise-dominated, gamma l << 1, Delta << 1 - beta", "r 5%, Delta and ||g||/||w|| 10%"),
     Claim("schedule.late_rise", 7, "||g||/||w|| rises as gamma_t decays (target r*^{2(k+1)} ∝ gamma_t, limited by the lag tau_t ∝ 1/gamma_t); flat under corrected decay l_t ∝ gamma_t; AdamP's rise muted by its 1/wd_ratio longer lag, not corrected", P, DEFAZIO + "; lag and projection " + HERE, "late_rise", "noise-dominated", "10%"),
     Claim("schedule.corrected_delta", 7, "corrected decay: r* constant, so Delta_t ∝ gamma_t once r sits at its target", P, DEFAZIO, "integrate_schedule", "T >> tau", "0.05"),
@@ -89,6 +100,8 @@ def get(claim_id: str) -> Claim:
 
 
 def resolve(claim: Claim):
-    """The theory function that computes the claim's prediction."""
-    import theory
-    return getattr(theory, claim.function)
+    """The theory function that computes the claim's prediction (``function`` a name in the
+    ``theory`` namespace, or ``module.name`` for a module of the package: ``sign_trust.…``)."""
+    module, _, name = claim.function.rpartition(".")
+    package = __import__("theory." + module if module else "theory")
+    return getattr(getattr(package, module) if module else package, name)

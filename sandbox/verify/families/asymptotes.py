@@ -40,6 +40,8 @@ k = −1 (root-free; theory.rootfree, derived here):
 - ``asymptote.rootfree_profile`` — max |Δ_meas/Δ_profile(r) − 1| along the run (≤ 0.1).
 - ``asymptote.rootfree_sgd_return`` — REPORTED: late log-log slope of Δ_t (→ −1/2 as B·v/λ → 0).
 
+Lion, LAMB, LARS (size laws 'sign', 'trust_ratio'; §7): :mod:`.sign_trust_rows`.
+
 Hyperparameters (in each row's ``setting``): lr sets the transient offset t0 ≈ 20 steps
 (the asymptotes do not depend on it); heavy-ball momentum 0.9 (plain SGD also at 0); Adam-type
 rules (k = 0) with β2 = 0.9 (quick) / 0.99 (full): the lag of v behind g² ∝ 1/r² ∝ 1/t delays
@@ -74,10 +76,11 @@ from sandbox.verify.intervals import jackknife_stat
 from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, rows_frame,
                                  setting_text)
 from theory.homogeneity import angular_step_mean_field, projection_lag_coefficient
+from . import sign_trust_rows
 
 TITLE = "Effective step without weight decay (theory §2)"
 NAME = "asymptotes"
-VERSION = 2
+VERSION = 3
 GROUPS = 8  # replica groups of the jackknife intervals (sandbox.verify.intervals)
 D, BETA, T0, RF_DELTA, RF_CROSS_DELTA = 64, 0.9, 20.0, 0.01, 0.015
 POWER = ("asymptote.delta_limit", "asymptote.constant", "asymptote.exponent",
@@ -87,8 +90,10 @@ GEOMETRIC = ("asymptote.rootfree_delta", "asymptote.rootfree_growth", "asymptote
 CROSSOVER = ("asymptote.rootfree_crossover", "asymptote.rootfree_profile",
              "asymptote.rootfree_sgd_return")
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 10, "full": 110}
-CLAIMS = POWER + GEOMETRIC + CROSSOVER + ("asymptote.delta_limit_default_beta2",)
+COST = {"quick": 13, "full": 130}
+CLAIMS = POWER + GEOMETRIC + CROSSOVER + ("asymptote.delta_limit_default_beta2",) \
+    + sign_trust_rows.ASYMPTOTE_CLAIMS
+SIZE_LAWS = sign_trust_rows.SIZE_LAWS  # laws of unmodelled stages checked here
 
 
 def sizes(cfg: VerifyConfig) -> dict:
@@ -160,7 +165,8 @@ def _profile_grid(name: str, hp: dict):
 def plan(cfg: VerifyConfig) -> list[tuple[str, str, float]]:
     """The work units (one toy run each) as (first claim, rule label, weight = steps): a toy
     run's cost is about proportional to its steps (the progress bar's shares)."""
-    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)]
+    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)] \
+        + sign_trust_rows.plan(cfg, NAME)
 
 
 def _run_job(cfg: VerifyConfig, job: dict, seed: int) -> pd.DataFrame:
@@ -371,6 +377,7 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
             new, _ = _crossover_rows(job, df, setting)
         rows += [r for r in new if claim_selected(cfg, r["claim"])]
         curves.append(_curves(job, df))
+    rows += sign_trust_rows.rows(cfg, NAME, VERSION)  # Lion / LAMB / LARS (theory §7)
     return rows_frame(rows)
 
 

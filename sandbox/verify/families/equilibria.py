@@ -35,6 +35,7 @@ Adam-type rules run with β2 = 0.9: the relaxation time 1/(2ηλ_eff) assumes v 
 slower (linearised: σ(1 + 2xℓ/(1 − ℓσ)) = 2x, σ = 1/τ) — measured in the full run at β2 = 0.99,
 x = 1e-3: AdamW τ = 572 vs 500 (+14%), AdamP 627 vs 570 (+10%); the equilibrium values Δ*, r*
 themselves do not depend on β2 (0.3% there).
+§7 (Lion, LAMB, LARS, rotational variants): :mod:`.sign_trust_rows`, :mod:`.rotational_rows`.
 Not applicable (reported in no row): Adam+P / Adai+P / root-free RMSProp+P with a coupled L2
 that the projection removes (λ_eff = 0: no equilibrium, §2 applies).
 """
@@ -60,10 +61,11 @@ from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, ro
                                  setting_text)
 from theory.equilibrium import equilibrium_relaxation
 from theory.homogeneity import projection_lag_coefficient
+from . import rotational_rows, sign_trust_rows
 
 TITLE = "Weight-decay equilibrium: angle, norm, relaxation (theory §3)"
 NAME = "equilibria"
-VERSION = 2
+VERSION = 3
 GROUPS = 8  # replica groups of the jackknife intervals (sandbox.verify.intervals)
 D, BETA, RF_DELTA = 64, 0.9, 0.01
 MAIN = ("equilibrium.delta", "equilibrium.norm", "equilibrium.time")
@@ -72,10 +74,12 @@ ADAI = ("equilibrium.adai_delta", "equilibrium.adai_norm", "equilibrium.adai_tim
 OPEN = frozenset(ADAI + ("equilibrium.adam_l2", "equilibrium.adam_l2_exponent",
                          "equilibrium.adai_exponents"))
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 7, "full": 30}
+COST = {"quick": 14, "full": 60}
 CLAIMS = MAIN + ADAI + ("equilibrium.projection_ratio", "equilibrium.adam_l2",
                         "equilibrium.adam_l2_exponent", "equilibrium.adai_exponents",
-                        "equilibrium.rootfree_factor", "equilibrium.rootfree_delta")
+                        "equilibrium.rootfree_factor", "equilibrium.rootfree_delta") \
+    + sign_trust_rows.EQUILIBRIUM_CLAIMS + rotational_rows.EQUILIBRIUM_CLAIMS
+SIZE_LAWS = sign_trust_rows.SIZE_LAWS + rotational_rows.SIZE_LAWS  # unmodelled laws checked here
 
 
 def sizes(cfg: VerifyConfig) -> dict:
@@ -185,7 +189,8 @@ def _rootfree_jobs(name, label, base, tr, s):
 def plan(cfg: VerifyConfig) -> list[tuple[str, str, float]]:
     """The work units (one toy run each) as (first claim, rule label, weight = steps): a toy
     run's cost is about proportional to its steps (the progress bar's shares)."""
-    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)]
+    return [(j["claims"][0], j["label"], float(j["steps"])) for j in jobs(cfg)] \
+        + sign_trust_rows.plan(cfg, NAME) + rotational_rows.plan(cfg)
 
 
 def _run_job(cfg, job, seed):
@@ -352,6 +357,7 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
         curves.append(_curves(job, df))
     rows += _ratio_rows(main_results, lambda r: settings[r["label"]])
     rows += _adam_l2_rows(adam_l2, s) + _adai_exponent_rows(scan)
+    rows += sign_trust_rows.rows(cfg, NAME, VERSION) + rotational_rows.rows(cfg, NAME, VERSION)
     return rows_frame([r for r in rows if claim_selected(cfg, r["claim"])])
 
 
@@ -374,7 +380,8 @@ def _curves(job, df) -> pd.DataFrame:
 def plot(results: pd.DataFrame, cfg: VerifyConfig):
     out = []
     res = results[results["claim"].isin(["equilibrium.delta", "equilibrium.adai_delta",
-                                         "equilibrium.adam_l2", "equilibrium.rootfree_delta"])]
+                                         "equilibrium.adam_l2", "equilibrium.rootfree_delta",
+                                         "equilibrium.lion_delta", "equilibrium.lamb_delta"])]
     if not res.empty:
         fig, axes = figures.grid(1, 1, width=6.4, height=0.32 * len(res) + 1.6)
         figures.forest(axes[0, 0], res, "equilibrium (or constant) rms angular step Δ* (rad)")

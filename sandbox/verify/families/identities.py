@@ -25,6 +25,7 @@ The exact limit (every ``eps``/``proj_eps`` = 0, :func:`~sandbox.verify.applicab
 is used throughout: AdamP's ŵ = w/(‖w‖ + eps) is otherwise off by O(eps/‖w‖). Each measured
 number is the maximum residual over all steps and replicas; tolerances are fixed a priori as
 round-off budgets: 1e-12 for one gradient evaluation, 1e-10 relative for whole trajectories.
+The rotational variants (§7): ``identity.rotational_first_step`` / ``_norm``, :mod:`.rotational_rows`.
 """
 from __future__ import annotations
 
@@ -45,12 +46,15 @@ from sandbox.verify.rows import (TidyLog, claim_selected, make_row, progress, ro
 from sandbox.verify.tracking import angle_between, new_optimizer, prime_state, replica_rows, track
 from theory.identities import exp_lr_decoupled
 
+from . import rotational_rows
+
 TITLE = "Exact identities on scale-invariant weights (theory §1)"
 NAME = "identities"
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 7, "full": 110}
+COST = {"quick": 8, "full": 115}
 CLAIMS = ("identity.orthogonality", "identity.gd", "identity.heavy_ball", "identity.projected",
-          "identity.exp_lr", "identity.exp_lr_momentum")
+          "identity.exp_lr", "identity.exp_lr_momentum") + rotational_rows.IDENTITY_CLAIMS
+SIZE_LAWS = rotational_rows.SIZE_LAWS  # laws of unmodelled stages checked here (§7)
 TOL_EVAL, TOL_TRAJ = 1e-12, 1e-10
 BETA, LAM_PROJ, LAM_EXP, ETA_EXP = 0.9, 0.1, 0.01, 0.1
 ALL_TOYS = ("noise", "rayleigh", "cosine", "bn-linear", "ln-linear")
@@ -104,7 +108,7 @@ def _jobs(cfg: VerifyConfig) -> list[tuple]:
                      ("identity.exp_lr_momentum", r, toy, {"gamma": BETA})]
             if sandbox.info(r).decay == "coupled":
                 jobs.append(("identity.exp_lr_momentum", r, toy, {"gamma": BETA, "zero": True}))
-    return [j for j in jobs if claim_selected(cfg, j[0])]
+    return [j for j in jobs if claim_selected(cfg, j[0])] + rotational_rows.identity_jobs(cfg)
 
 
 def plan(cfg: VerifyConfig) -> list[tuple[str, str]]:
@@ -120,7 +124,8 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
     for i, (claim, rule, toy, opts) in enumerate(progress(cfg, _jobs(cfg), desc=NAME)):
         fn = {"identity.orthogonality": _orthogonality, "identity.gd": _gd,
               "identity.heavy_ball": _heavy_ball, "identity.projected": _projected,
-              "identity.exp_lr": _exp_lr, "identity.exp_lr_momentum": _exp_lr}[claim]
+              "identity.exp_lr": _exp_lr, "identity.exp_lr_momentum": _exp_lr,
+              **dict.fromkeys(rotational_rows.IDENTITY_CLAIMS, rotational_rows.identity_rows)}[claim]
         new_rows, curve = fn(cfg, claim, rule, toy, dict(opts, seed=cfg.seed + i))
         rows += new_rows
         curves.append(curve)

@@ -194,7 +194,8 @@ def _window_rms(ms: np.ndarray, lo: int, hi: int) -> float:
     return float(np.sqrt(np.mean(ms[lo - 1:hi])))
 
 
-def equilibrium_rows(cfg: VerifyConfig, family: str, version: int) -> list[dict]:
+def rows(cfg: VerifyConfig, family: str, version: int) -> list[dict]:
+    """The ``equilibrium.rotational_delta`` rows (one per rule and window) of ``family``."""
     s = sizes(cfg)
     out = []
     for _, rule, _ in progress(cfg, plan(cfg), desc=family):

@@ -74,7 +74,7 @@ ADAI = ("equilibrium.adai_delta", "equilibrium.adai_norm", "equilibrium.adai_tim
 OPEN = frozenset(ADAI + ("equilibrium.adam_l2", "equilibrium.adam_l2_exponent",
                          "equilibrium.adai_exponents"))
 # measured CPU seconds (2 shared cores, one torch thread): sizes the progress bar (sandbox.verify.runner.family_cost)
-COST = {"quick": 14, "full": 60}
+COST = {"quick": 14, "full": 50}
 CLAIMS = MAIN + ADAI + ("equilibrium.projection_ratio", "equilibrium.adam_l2",
                         "equilibrium.adam_l2_exponent", "equilibrium.adai_exponents",
                         "equilibrium.rootfree_factor", "equilibrium.rootfree_delta") \

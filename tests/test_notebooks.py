@@ -20,7 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXPECTED = ("01_effective_step_size", "02_weight_decay_equilibrium", "03_compare_variants",
-            "04_flat_minima", "05_root_free")
+            "04_flat_minima", "05_root_free", "06_schedules_corrected_decay")
 CELL_TIMEOUT_S = 900  # a hang guard, not a speed requirement
 
 
@@ -28,7 +28,7 @@ def notebook_path(name: str) -> Path:
     return NOTEBOOKS / f"{name}.ipynb"
 
 
-def test_the_five_notebooks_exist():
+def test_the_notebooks_exist():
     found = sorted(p.stem for p in NOTEBOOKS.glob("0*.ipynb"))
     assert found == list(EXPECTED)
 
@@ -195,6 +195,43 @@ def test_panel_reruns_once_per_change_and_tracks_theory():
     assert len(calls) == 3 and panel.project.value is False
     assert np.isfinite(panel.prediction.delta_star)
     assert set(table["quantity"]) == {"norm", "delta"}
+
+
+def test_schedule_panel_builds_and_draws_headless():
+    """Notebook 06's panel without a widget frontend: one update runs the toy and draws into the
+    Image widget; the prediction lies above the measurement within the validated tolerance; a
+    rule change resets λ and β and re-runs once; a rule the theory does not cover is drawn
+    measured only, with the reason in the status line."""
+    pytest.importorskip("ipywidgets")
+    from sandbox.notebook.schedule_panel import SchedulePanel, rule_setting
+
+    panel = SchedulePanel(steps=400, replicas=32, d=64, rule="adamw", kind="cosine")
+    run = panel.update()
+    assert bytes(panel.figure.value[:8]) == b"\x89PNG\r\n\x1a\n", "no figure was drawn"
+    assert run["predicted"] is not None, panel.status.value
+    m = run["measured"].query("quantity == 'norm' and step >= 30").set_index("step")["rms"]
+    p = run["predicted"].query("quantity == 'norm'").set_index("step")["predicted"]
+    assert np.max(np.abs(m / p.loc[m.index] - 1)) < 0.05
+    calls = []
+    original = panel.update
+    panel.update = lambda: calls.append(1) or original()
+    panel.weight_decay.value = 0.1
+    panel.rule.value = "sgdc"
+    assert len(calls) == 2 and panel.weight_decay.value == rule_setting("sgdc")["weight_decay"]
+    assert panel.run["hp"]["momentum"] == pytest.approx(0.9) and panel.run["predicted"] is not None
+    panel.set(rule="rvadamw")
+    assert panel.run["predicted"] is None and "rotation" in panel.status.value
+    with pytest.raises(ValueError, match="unknown control"):
+        panel.set(lr=0.1)
+
+
+def test_schedule_figures_keep_text_readable():
+    from sandbox.notebook import schedule_panel as sp
+    from sandbox.plotting import text_problems
+
+    runs = sp.toy_runs(["adamw", "adamc", "sgd"], steps=200, replicas=16)
+    assert text_problems(sp.draw_toy_comparison(runs)) == []
+    assert text_problems(sp.draw_schedule_panel(runs["adamc"], "adamc", title="adamc")) == []
 
 
 def test_effective_step_prediction_regimes():

@@ -60,10 +60,12 @@ def run_path(out, problem: str, rule: str, seed: int, key: Mapping) -> Path:
 
 def tidy(probes: pd.DataFrame) -> pd.DataFrame:
     """The scale-invariant rows (ground truth) of a probe table, columns :data:`COLUMNS`
-    (``grad_ratio`` = ``grad_norm``/``norm``), sorted by rule, seed, layer and step."""
+    (``grad_ratio`` = ``grad_norm``/``norm``), sorted by rule (in the order run), seed, layer and step."""
     inv = probes[probes["scale_invariant"].astype(bool)]
     out = inv.assign(grad_ratio=inv["grad_norm"] / inv["norm"])[list(COLUMNS)]
-    return out.sort_values(["rule", "seed", "layer", "step"]).reset_index(drop=True)
+    order = {r: i for i, r in enumerate(dict.fromkeys(out["rule"]))}  # the rules' order as run
+    out = out.assign(_o=out["rule"].map(order)).sort_values(["_o", "seed", "layer", "step"])
+    return out.drop(columns="_o").reset_index(drop=True)
 
 
 def run_schedule_nets(out, rules: Iterable[str] = RULES, seeds: Iterable[int] = (0, 1, 2), *,

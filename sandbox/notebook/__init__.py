@@ -8,6 +8,8 @@
 - :mod:`.toy_runs` — the noise-driven toy through any rule with theory's ‖w_t‖, Δ_t next to it
   (notebooks 01, 02, 05); :mod:`.effective_step_panel` — notebook 01's ipywidgets panel (rule,
   lr, momentum, weight decay, projection → re-run, redraw predicted vs measured);
+  :mod:`.schedule_panel` — notebook 06's panel (schedule kind, λ, β, rule → the toy under an lr
+  schedule, predicted vs measured r_t, Δ_t, ‖g‖/‖w‖) and its BN-net figures and verdict rows;
 - :mod:`.equilibria` (02), :mod:`.escape_views` (04), :mod:`.rootfree_demos` and
   :mod:`.precision` (05) — each notebook's experiments and figures that are more than a call.
 
@@ -21,6 +23,7 @@ import os
 
 from . import verdicts
 from .effective_step_panel import EffectiveStepPanel
+from .schedule_panel import SchedulePanel
 from .sizes import (DEVICE_ENV, OUT_ENV, SMALL_ENV, device, is_small, pick, project_path,
                     project_root, results_dir, size_banner)
 from .style import label_colors, rule_colors, show, show_png, use_style
@@ -54,7 +57,7 @@ def setup(threads: int | None = None, quiet: bool = False) -> dict:
     return info
 
 
-__all__ = ["setup", "EffectiveStepPanel", "verdicts", "pick", "is_small", "results_dir",
+__all__ = ["setup", "EffectiveStepPanel", "SchedulePanel", "verdicts", "pick", "is_small", "results_dir",
            "project_root", "project_path", "device", "size_banner", "use_style", "rule_colors",
            "label_colors", "show", "show_png", "SMALL_ENV", "OUT_ENV", "DEVICE_ENV",
            "THREADS_ENV"]

@@ -172,3 +172,5 @@ def test_lion_no_decay_rows_report_the_regime(tmp_path, monkeypatch):
     m = rows["asymptote.lion_momentum_factor"]
     assert m["predicted"] == pytest.approx(st.lion_momentum_factor()) and "Δ/(1−β2)" in m["note"]
     assert 30 < m["measured"] < 80  # Lion's own M, far from AdamW's 19
+    # at this size the run never enters Δ ≤ 0.5(1−β2): REPORTED, not graded outside its regime
+    assert m["verdict"] == "REPORTED" and "does not reach the regime" in m["note"]

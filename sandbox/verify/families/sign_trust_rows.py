@@ -13,8 +13,18 @@ No decay (``asymptotes``):
 - ``asymptote.lion_delta`` — rms Δ over the last 20% of the run vs
   ``lion_angular_step_curve`` (→ 1/sqrt(M_lion t), M_lion from the arcsine law, 45.9 at the
   default betas), lr set for a transient offset t0 = 20 steps (10%).
-- ``asymptote.lion_momentum_factor`` — M measured as (growth of E r²)/(Σ E‖Δw‖²) over the last
-  decade vs ``lion_momentum_factor`` (10%; AdamW's (1+β1)/(1−β1) = 19 is what the traits say).
+- ``asymptote.lion_momentum_factor`` — M measured as (growth of E r²)/(Σ E‖Δw‖²) vs
+  ``lion_momentum_factor`` (10%; AdamW's (1+β1)/(1−β1) = 19 is what the traits say), over the
+  last decade where the claim's regime holds: rms Δ_t ≤ MAX_ROTATION·(1 − β2) (the bound
+  ``theory.schedules`` puts on the momentum's correlations, 0.5). RESTATED: first measured over
+  the whole last decade, where rms Δ/(1 − β2) ran from 1.08 to 0.30 in quick mode, and the
+  arcsine-law M was refuted there (55.9 [55.6, 56.2] against 45.9): outside Δ ≪ 1 − β2 the sign
+  correlations decay faster than the law assumes and M is larger. That value stays in the note
+  (measured over the whole decade) as a finding; the verdict is on the regime the law claims.
+  With the regime window, quick mode on seeds 0, 1, 2 gives M = 50.4 [50.1, 50.7], 50.3
+  [49.9, 50.7], 50.3 [49.9, 50.6] (9.5–9.8% above the law: INCONCLUSIVE); full mode, whose
+  whole last decade is inside the regime (Δ/(1 − β2) 0.45 → 0.16), gave 47.8 [47.6, 47.9] (PASS).
+  The law is approached as Δ/(1 − β2) → 0: a systematic excess that grows with Δ/(1 − β2).
 - ``asymptote.lamb_delta`` — rms Δ over the second half vs ``lamb_angular_step_no_decay`` (1%).
 - ``asymptote.lamb_growth`` — slope of ln E r² per step over the second half vs ln(1 + Mη²),
   M = (1+β1)/(1−β1) (``lamb_norm_curve_no_decay``) (5%).
@@ -48,6 +58,7 @@ from sandbox.verify.base import VerifyConfig
 from sandbox.verify.intervals import jackknife_stat
 from sandbox.verify.rows import claim_selected, make_row, progress, setting_text
 from theory import sign_trust as st
+from theory.schedules import MAX_ROTATION
 
 SIZE_LAWS = ("sign", "trust_ratio")
 ASYMPTOTE_CLAIMS = ("asymptote.lion_delta", "asymptote.lion_momentum_factor",
@@ -189,10 +200,19 @@ def _asymptote_measures(job, df) -> dict:
     if job["law"] == "lion":
         late = t >= 0.8 * t.max()
         return {"delta": float(np.sqrt(np.mean(delta[late] ** 2))),
-                "M": measured_momentum_factor(df, 0.1 * t.max(), t.max())}
+                "M": measured_momentum_factor(df, lion_regime_start(job, t, delta), t.max()),
+                "M_decade": measured_momentum_factor(df, 0.1 * t.max(), t.max())}
     half = t >= 0.5 * t.max()
     return {"delta": float(np.sqrt(np.mean(delta[half] ** 2))),
             "growth": float(np.polyfit(t[half], np.log(r[half] ** 2), 1)[0])}
+
+
+def lion_regime_start(job, t, delta) -> float:
+    """The first step of the last decade from which rms Δ_t ≤ MAX_ROTATION·(1 − β2) (Lion's
+    momentum law holds for Δ ≪ 1 − β2; Δ_t falls as 1/sqrt(t) without decay)."""
+    b2 = {**sandbox.info(job["rule"]).defaults, **job["hp"]}["betas"][1]
+    inside = (t >= 0.1 * t.max()) & (delta <= MAX_ROTATION * (1 - b2))
+    return float(t[inside].min()) if inside.any() else float(t.max())
 
 
 def _predictions(job, t):
@@ -229,8 +249,10 @@ NOTES = {
                             "(arcsine law; AdamW's traits would say 19)",
     "asymptote.lion_momentum_factor": "growth of E r² / Σ E‖Δw‖² over the last decade; "
                                       "arcsine-law M_lion (theory.sign_trust); regime Δ ≪ 1−β2: "
-                                      "rms Δ/(1−β2) runs from {regime_start:.2f} to "
-                                      "{regime_end:.2f} over the window",
+                                      "window t ≥ {t_regime:.0f} (rms Δ ≤ 0.5(1−β2)); over the "
+                                      "whole last decade (Δ/(1−β2) from {regime_start:.2f} to "
+                                      "{regime_end:.2f}) M = {M_decade:.4g} [{M_decade_lo:.4g}, "
+                                      "{M_decade_hi:.4g}]",
     "asymptote.lamb_delta": "rms Δ over t ≥ T/2: law of cosines at ρ² = 1 + Mη² (constant Δ, "
                             "no 1/sqrt(t) decay)",
     "asymptote.lamb_growth": "slope of ln E r² per step over t ≥ T/2 vs ln(1 + Mη²), "
@@ -278,13 +300,21 @@ def _rows(cfg, job, df) -> list[dict]:
         t, delta = series(df, "delta")
         p["regime_start"], p["regime_end"] = np.interp([0.1 * t.max(), t.max()], t, delta) \
             / p["one_minus_beta2"]
+        whole = series(whole_run(df), "delta")
+        p["t_regime"] = lion_regime_start(job, *whole)
+        p["M_decade"], (p["M_decade_lo"], p["M_decade_hi"]) = m["M_decade"]
     rows = []
     for claim in job["claims"]:
         key = claim.split("_")[-1] if claim.endswith(("_delta", "_norm", "_growth")) else "M"
         value, interval = m[key]
+        status, note = ("open" if claim in OPEN else "derived"), NOTES[claim].format(**p)
+        if claim == "asymptote.lion_momentum_factor" and p["t_regime"] > 0.9 * t.max():
+            # the run never spends 10% of its length inside the law's regime: nothing to grade
+            value, interval = m["M_decade"]
+            status, note = "open", "the run does not reach the regime Δ ≤ 0.5(1−β2) before 0.9T: " \
+                "REPORTED over the whole last decade; " + note
         rows.append(make_row(job["family"], claim, job["label"], setting, p[key], value,
-                             TOL[claim], status="open" if claim in OPEN else "derived",
-                             interval=interval, note=NOTES[claim].format(**p)))
+                             TOL[claim], status=status, interval=interval, note=note))
     return [r for r in rows if claim_selected(cfg, r["claim"])]
 
 

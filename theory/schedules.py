@@ -126,34 +126,40 @@ def _overlap(h: np.ndarray, t: np.ndarray, j: int) -> np.ndarray:
     return cum[n]
 
 
-def _kernel(traits, steps, sign_betas, bias_correction):
-    """K[j, t] = E<u_t, u_{t-j}>/(N^2/r^{2k}) for j = 0..J (0 where t < j), and beta_mem."""
-    t = np.arange(steps)
+def _kernel(traits, steps, sign_betas, bias_correction, stationary=False):
+    """K[j, t] = E<u_t, u_{t-j}>/(N^2/r^{2k}) for j = 0..J (0 where t < j), and beta_mem.
+    ``stationary``: the filter has run for ever before t = 0 (every overlap complete, no bias
+    correction, lags j > t included: the kicks before the start)."""
+    t = np.arange(steps) + (10 ** 9 if stationary else 0)
     if sign_betas is not None:
         b1, b2 = sign_betas
         hc = np.concatenate([[1 - b1], b1 * (1 - b2) * b2 ** np.arange(int(MEMORY / (1 - b2)))])
         var = _overlap(hc, t, 0)
-        J = min(steps - 1, len(hc) - 1)
+        J = len(hc) - 1 if stationary else min(steps - 1, len(hc) - 1)
         K = np.zeros((J + 1, steps))
         K[0] = 1.0
         for j in range(1, J + 1):
             cov = _overlap(hc, t, j)
             valid = t >= j
-            rho = np.where(valid, cov / np.sqrt(var * np.where(valid, var[t - j], 1.0)), 0.0)
+            rho = np.full(steps, cov[0] / var[0]) if stationary else \
+                np.where(valid, cov / np.sqrt(var * np.where(valid, var[t - j], 1.0)), 0.0)
             K[j] = (2 / np.pi) * np.arcsin(np.clip(rho, -1, 1))
         return K, b2
     b = traits.beta
     h = _taps(traits, int(MEMORY / (1 - b)) if b else 1)
-    s = 1.0 / (1 - b ** (t + 1)) if (traits.momentum_kind == "ema" and b and bias_correction) \
-        else np.ones(steps)
-    J = min(steps - 1, len(h) - 1)
+    s = 1.0 / (1 - b ** (t + 1)) if (traits.momentum_kind == "ema" and b and bias_correction
+                                     and not stationary) else np.ones(steps)
+    J = len(h) - 1 if stationary else min(steps - 1, len(h) - 1)
     K = np.zeros((J + 1, steps))
     for j in range(J + 1):
-        K[j, j:] = s[j:] * s[:steps - j] * _overlap(h, t, j)[j:]
+        if stationary:
+            K[j] = _overlap(h, t[:1], j)[0]
+        else:
+            K[j, j:] = s[j:] * s[:steps - j] * _overlap(h, t, j)[j:]
     return K, b
 
 
-def _decay_rates(traits, gamma, lam, corrected, gamma_max, wd_ratio):
+def _decay_rates(traits, gamma, lam, corrected, gamma_max, wd_ratio, stationary=False):
     c = gamma / gamma_max if corrected else np.ones_like(gamma)
     if traits.decay == "none" or lam == 0:
         return np.zeros_like(gamma)
@@ -166,9 +172,11 @@ def _decay_rates(traits, gamma, lam, corrected, gamma_max, wd_ratio):
                          "its equilibrium depends on the gradient norm")
     b = traits.beta
     tau = b if traits.momentum_kind == "ema" else float(traits.dampening)
-    out, acc = np.empty_like(gamma), 0.0
-    for i, ci in enumerate(c):  # the buffer's DC-filtered decay coefficient
-        acc = b * acc + (1 - tau if b else 1.0) * lam * ci
+    gain = 1 - tau if b else 1.0
+    # the buffer's DC-filtered decay coefficient (stationary start: at its fixed point)
+    out, acc = np.empty_like(gamma), (gain * lam * c[0] / (1 - b) if stationary else 0.0)
+    for i, ci in enumerate(c):
+        acc = b * acc + gain * lam * ci
         out[i] = acc
     return out
 
@@ -176,7 +184,8 @@ def _decay_rates(traits, gamma, lam, corrected, gamma_max, wd_ratio):
 def integrate_schedule(traits: RuleTraits, sched: Schedule, lam: float, d: int, r0: float = 1.0, *,
                        corrected: bool = False, gamma_max: float | None = None,
                        wd_ratio: float = 0.1, sign_betas=None, bias_correction: bool = True,
-                       beta2: float | None = 0.999, sigma: float = 1.0) -> Trajectory:
+                       beta2: float | None = 0.999, sigma: float = 1.0,
+                       stationary_start: bool = False) -> Trajectory:
     """Predicted rms r_t, Delta_t, ||g_t||/||w_t|| along ``sched`` (see the module docstring).
 
     ``traits``: the rule's RuleTraits (sandbox.optim.traits.rule_traits, or the theory table);
@@ -187,7 +196,10 @@ def integrate_schedule(traits: RuleTraits, sched: Schedule, lam: float, d: int, 
     rules without a sign; None: v equal to the current E[g^2]). Its lag is modelled: v averages
     E[g^2] ∝ 1/r^2 over ~1/(1-beta2) steps, so while r grows the kicks are scaled by
     f_t = (1/r_t^2)/V_t, V_t the bias-corrected EMA of 1/r_s^2 (the momentum's shorter memory
-    is taken at r_t). Raises NotCovered outside the model.
+    is taken at r_t). ``stationary_start``: the run is picked up mid-training at t = 0 (weight
+    norm r0): the momentum and v have run at the lr gamma_0 and norm r0 for ever before (full
+    overlaps, no bias correction, v = E[g^2] at r0, the kicks before t = 0 at gamma_0) instead of
+    starting from empty buffers. Raises NotCovered outside the model.
     Status: derived.
     """
     if not isinstance(sched, Schedule):
@@ -205,11 +217,11 @@ def integrate_schedule(traits: RuleTraits, sched: Schedule, lam: float, d: int, 
     gamma = np.asarray(sched.gamma, dtype=float)
     steps = len(gamma)
     gmax = float(gamma_max) if gamma_max is not None else sched.peak
-    ell = _decay_rates(traits, gamma, lam, corrected, gmax, wd_ratio)
+    ell = _decay_rates(traits, gamma, lam, corrected, gmax, wd_ratio, stationary_start)
     if np.max(gamma * ell) > MAX_DECAY_STEP:
         raise NotCovered(f"gamma*l reaches {np.max(gamma * ell):.3g} > {MAX_DECAY_STEP}: the "
                          "small-step expansion is not covered")
-    K, beta_mem = _kernel(traits, steps, sign_betas, bias_correction)
+    K, beta_mem = _kernel(traits, steps, sign_betas, bias_correction, stationary_start)
     n2 = float(d) if sign_betas is not None else toy_raw_update_size_sq(traits, d) * \
         (sigma ** 2 if k == 1 else 1.0)
     g2 = toy_grad_norm_sq_unit(d) * sigma ** 2
@@ -221,20 +233,24 @@ def integrate_schedule(traits: RuleTraits, sched: Schedule, lam: float, d: int, 
     r2[0] = float(r0) ** 2
     d_prev = 0.0
     lag = k == 0 and sign_betas is None and beta2 is not None
-    v_acc = 0.0
+    v_acc = 1.0 / r2[0] if stationary_start else 0.0
+    before = np.full(K.shape[0], gamma[0])  # the lr of the kicks before t = 0
     for t in range(steps):
-        J = min(t, K.shape[0] - 1)
+        J = K.shape[0] - 1 if stationary_start else min(t, K.shape[0] - 1)
         scale = n2 / r2[t] ** k
         if lag:  # Adam's v: an EMA of E[g^2] ∝ 1/r^2 (bias-corrected)
             v_acc = beta2 * v_acc + (1 - beta2) / r2[t]
-            scale *= (1 / r2[t]) / (v_acc / (1 - beta2 ** (t + 1)))
+            warm = 1.0 if stationary_start else 1 - beta2 ** (t + 1)
+            scale *= (1 / r2[t]) / (v_acc / warm)
         energy = K[0, t] * scale  # E||u_t||^2
         if traits.projected:
             corr = toy_update_size_sq(traits, d, d_prev) / toy_update_size_sq(unproj, d)
             energy *= corr
             growth = gamma[t] ** 2 * energy
         else:
-            growth = gamma[t] * scale * np.dot(w[:J + 1] * gamma[t - np.arange(J + 1)], K[:J + 1, t])
+            lags = t - np.arange(J + 1)
+            past = np.where(lags >= 0, gamma[np.clip(lags, 0, None)], before[:J + 1])
+            growth = gamma[t] * scale * np.dot(w[:J + 1] * past, K[:J + 1, t])
         r2[t + 1] = (1 - gamma[t] * ell[t]) ** 2 * r2[t] + growth
         delta[t] = d_prev = math.atan(gamma[t] * math.sqrt(energy) / math.sqrt(r2[t]))
     if beta_mem and np.max(delta) > MAX_ROTATION * (1 - beta_mem):

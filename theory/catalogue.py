@@ -87,6 +87,7 @@ CLAIMS: list[Claim] = [
     Claim("schedule.corrected_delta", 7, "corrected decay: r* constant, so Delta_t ∝ gamma_t once r sits at its target", P, DEFAZIO, "integrate_schedule", "T >> tau", "0.05"),
     Claim("schedule.sgd_steady", 7, "plain SGD at steady state on a normalised layer: ||g||/||w|| = sqrt(2 lam/gamma)", P, DEFAZIO + "; van Laarhoven 2017", "steady_grad_ratio_sgd", "gamma lam << 1", "5%"),
     Claim("schedule.projection_long_run", 7, "AdamP's late rise returns when the run is much longer than its lag 1/(2 gamma lam wd_ratio)", D, HERE, "late_rise", "T >> tau", "10%"),
+    Claim("schedule.nets", 7, "per normalised layer of a BN net under cosine: r_t from integrate_schedule picked up mid-run (stationary start, d = the layer's size); ||g||/||w|| = G_t/r_t^2 given the measured scale-free gradient G_t (with G constant the rise is overpredicted: G falls as the loss decreases)", D, HERE, "integrate_schedule", "noise-dominated layers (non-invariant parameters frozen)", "15%"),
     Claim("schedule.not_covered", 7, "schedules outside theory.schedules.schedule() (OneCycle, cyclic, custom) and rules without a schedule theory: measured, never extrapolated", O, HERE, "integrate_schedule", "measure", ""),
 ]
 

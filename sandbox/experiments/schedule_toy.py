@@ -134,9 +134,10 @@ def group_ids(df: pd.DataFrame) -> list[int]:
 
 
 def predict_schedule(rule: str, sched: Schedule, d: int = 64, *, r0: float = 1.0,
-                     sigma: float = 1.0, **hp):
+                     sigma: float = 1.0, stationary_start: bool = False, **hp):
     """:class:`theory.schedules.Trajectory` of ``rule`` at ``hp`` along ``sched`` on the toy
-    (raises :class:`~theory.schedules.NotCovered` where the theory does not cover the rule)."""
+    (raises :class:`~theory.schedules.NotCovered` where the theory does not cover the rule).
+    ``stationary_start``: picked up mid-run with warm buffers (see ``integrate_schedule``)."""
     from sandbox.optim.traits import rule_traits
 
     spec = sandbox.info(rule)
@@ -156,7 +157,7 @@ def predict_schedule(rule: str, sched: Schedule, d: int = 64, *, r0: float = 1.0
         gamma_max=full.get("lr_max"), wd_ratio=float(full.get("wd_ratio", 0.1)),
         sign_betas=betas if "sign" in laws else None,
         beta2=betas[1] if float(traits.homogeneity) == 0 and "sign" not in laws else None,
-        sigma=sigma)
+        sigma=sigma, stationary_start=stationary_start)
 
 
 def prediction_frame(traj, rule: str) -> pd.DataFrame:

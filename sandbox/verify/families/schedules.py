@@ -34,6 +34,8 @@ Verdict rules, fixed before any verify run (tolerances as in the theory's own te
   against Defazio's sqrt(2λ/γ) (relative 5%; rms over t ≥ 3τ, τ = 1/(4γλ), started at r*).
 - ``schedule.not_covered``: OneCycle (torch's OneCycleLR sequence) and rules without a schedule
   theory: the measured late rise, REPORTED without a prediction (no extrapolation).
+- ``schedule.nets.late_rise`` / ``schedule.nets.norm``: per scale-invariant layer of a BN net
+  under cosine (full mode, or ``--only``): :mod:`.schedules_nets`.
 """
 from __future__ import annotations
 
@@ -57,7 +59,10 @@ COST = {"quick": 16, "full": 240}  # measured CPU seconds (2 shared cores, one t
 TRAJECTORY = ("schedule.trajectory.norm", "schedule.trajectory.delta",
               "schedule.trajectory.grad_ratio")
 CLAIMS = TRAJECTORY + ("schedule.late_rise", "schedule.corrected_delta", "schedule.sgd_steady",
-                       "schedule.projection_long_run", "schedule.not_covered")
+                       "schedule.projection_long_run", "schedule.not_covered",
+                       "schedule.nets.late_rise", "schedule.nets.late_rise_constant_g",
+                       "schedule.nets.norm")
+SIZE_LAWS = ("corrected_decay",)  # the size law whose rules this family checks
 TOLERANCE = {"norm": 0.05, "delta": 0.10, "grad_ratio": 0.10}
 RISE_TOL, CORRECTED_TOL, STEADY_TOL = 0.10, 0.05, 0.05
 MIN_GAMMA = 0.01  # of the peak: float32 resolves Δ_t above this
@@ -330,6 +335,10 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
         rows += onecycle_rows(cfg, ("adamw", "adamc") if not cfg.quick else ("adamc",))
     if sizes(cfg)["long"] and claim_selected(cfg, "schedule.projection_long_run"):
         rows += long_run_rows(cfg)
+    if (sizes(cfg)["long"] or cfg.only is not None) and claim_selected(cfg, "schedule.nets.*"):
+        from .schedules_nets import rows as net_rows  # per layer in a BN net (full mode)
+
+        rows += net_rows(cfg, cfg.family_dir(NAME) / "nets")
     return rows_frame([r for r in rows if claim_selected(cfg, r["claim"])])
 
 

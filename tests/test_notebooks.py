@@ -227,10 +227,11 @@ def test_schedule_panel_builds_and_draws_headless():
 
 def test_schedule_figures_keep_text_readable():
     from sandbox.notebook import schedule_panel as sp
+    from sandbox.notebook import schedule_views as sv
     from sandbox.plotting import text_problems
 
     runs = sp.toy_runs(["adamw", "adamc", "sgd"], steps=200, replicas=16)
-    assert text_problems(sp.draw_toy_comparison(runs)) == []
+    assert text_problems(sv.draw_toy_comparison(runs)) == []
     assert text_problems(sp.draw_schedule_panel(runs["adamc"], "adamc", title="adamc")) == []
 
 

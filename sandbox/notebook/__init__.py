@@ -9,7 +9,8 @@
   (notebooks 01, 02, 05); :mod:`.effective_step_panel` — notebook 01's ipywidgets panel (rule,
   lr, momentum, weight decay, projection → re-run, redraw predicted vs measured);
   :mod:`.schedule_panel` — notebook 06's panel (schedule kind, λ, β, rule → the toy under an lr
-  schedule, predicted vs measured r_t, Δ_t, ‖g‖/‖w‖) and its BN-net figures and verdict rows;
+  schedule, predicted vs measured r_t, Δ_t, ‖g‖/‖w‖), :mod:`.schedule_views` — its toy and BN-net
+  figures and verdict rows (the ``verify`` family's rule);
 - :mod:`.equilibria` (02), :mod:`.escape_views` (04), :mod:`.rootfree_demos` and
   :mod:`.precision` (05) — each notebook's experiments and figures that are more than a call.
 

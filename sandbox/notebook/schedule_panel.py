@@ -121,8 +121,9 @@ def run_panel(rule: str, kind: str, weight_decay: float, beta: float, steps: int
               replicas: int = 256, d: int = 64, seed: int = 0, every: int = 10,
               groups: int = 8) -> dict:
     """Run the toy and its prediction for the panel's controls. Returns ``{"table": the toy's
-    tidy table, "measured": measured_frame, "predicted": prediction frame or None, "sched",
-    "hp", "note"}`` (``note``: why there is no prediction, or '')."""
+    tidy table, "measured": measured_frame, "predicted": prediction frame or None, "traj": the
+    Trajectory or None, "sched", "hp", "r0", "d", "note"}`` (``note``: why there is no
+    prediction, or '')."""
     from sandbox.experiments.schedule_toy import (NotCovered, predict_schedule, prediction_frame,
                                                   run_schedule_toy)
 
@@ -131,13 +132,14 @@ def run_panel(rule: str, kind: str, weight_decay: float, beta: float, steps: int
     hp = panel_hyperparameters(rule, weight_decay, beta)
     table = run_schedule_toy(rule, sched, replicas, d, r0=setting["r0"], seed=seed,
                              groups=min(groups, replicas), every=every, **hp)
-    note, predicted = "", None
+    note, predicted, traj = "", None, None
     try:
-        predicted = prediction_frame(predict_schedule(rule, sched, d, r0=setting["r0"], **hp), rule)
+        traj = predict_schedule(rule, sched, d, r0=setting["r0"], **hp)
+        predicted = prediction_frame(traj, rule)
     except NotCovered as e:
         note = f"no prediction: {e}"
     return {"table": table, "measured": measured_frame(table), "predicted": predicted,
-            "sched": sched, "hp": hp, "note": note}
+            "traj": traj, "sched": sched, "hp": hp, "r0": setting["r0"], "d": d, "note": note}
 
 
 def draw_schedule_panel(run: dict, rule: str, axes=None, title: str = ""):
@@ -188,225 +190,16 @@ def draw_schedule_panel(run: dict, rule: str, axes=None, title: str = ""):
 
 
 # --- notebook 06: the toy side by side and its verdict rows -------------------------------------
-TOLERANCES = {"norm": 0.05, "delta": 0.10, "grad_ratio": 0.10, "late_rise": 0.10, "steady": 0.05}
-SKIP_STEPS = 30  # the first steps (start-up of the moments) are not compared
 
 
 def toy_runs(rules: Iterable[str], kind: str = "warmup_cosine", steps: int = 3000,
              replicas: int = 256, d: int = 64, seed: int = 0, progress=None) -> dict:
-    """{rule: :func:`run_panel` at the rule's validated setting (β = 0.9)}."""
+    """{rule: :func:`run_panel` at the rule's validated setting (β = 0.9), recorded every step
+    (the verdict rule smooths over 1/(1 − β) steps)."""
     rules = list(rules)
     it = progress(rules, desc="toy") if progress else rules
-    return {r: run_panel(r, kind, rule_setting(r)["weight_decay"], 0.9, steps, replicas, d, seed)
-            for r in it}
-
-
-def draw_toy_comparison(runs: dict):
-    """‖g_t‖/‖w_t‖ of every rule of ``runs`` (Adam family left, SGD family middle; markers
-    measured, lines of the rule's colour with a white edge: predicted, above), and Δ_t/γ_t
-    relative to its value at the end of the warm-up (right; flat ⇔ Δ_t ∝ γ_t). Returns the figure."""
-    import matplotlib.pyplot as plt
-
-    from sandbox.plotting import MEASURED, predicted_kw, thin
-
-    use_style()
-    colors = colors_of(list(runs))
-    fig, axes = plt.subplots(1, 3, figsize=(12.5, 4.0), layout="constrained")
-    for rule, run in runs.items():
-        fam = family(rule)
-        ax = axes[0] if fam == "adam" else axes[1]
-        c = colors[rule]
-        mk = {**MEASURED, "ms": 4.5, "alpha": 1.0, "mec": tuple(0.55 * x for x in c[:3])}
-        m = run["measured"]
-        part = m[m["quantity"] == "grad_ratio"].sort_values("step")
-        ax.plot(*thin(part["step"], part["rms"], log=False), color=c, **mk)
-        if run["predicted"] is not None:
-            pp = run["predicted"]
-            pp = pp[(pp["quantity"] == "grad_ratio") & (pp["step"] >= 1)].sort_values("step")
-            ax.plot(pp["step"], pp["predicted"], **predicted_kw(c, zorder=4))
-        sched = run["sched"]
-        start = int(sched.params.get("warmup", 0)) + 1
-        part = m[(m["quantity"] == "delta") & (m["step"] >= start)
-                 & (m["gamma"] >= DELTA_FLOOR * 10 * sched.peak)].sort_values("step")
-        norm = part["rms"].to_numpy() / part["gamma"].to_numpy()
-        ref = float(np.median(norm[:5]))  # without a prediction: the measured start
-        if run["predicted"] is not None:
-            pp = run["predicted"]
-            pp = pp[(pp["quantity"] == "delta") & (pp["step"] >= start)
-                    & (pp["gamma"] >= DELTA_FLOOR * 10 * sched.peak)].sort_values("step")
-            v = pp["predicted"].to_numpy() / pp["gamma"].to_numpy()
-            ref = float(v[0])  # both relative to the PREDICTED value at the peak
-            axes[2].plot(pp["step"], v / ref, **predicted_kw(c, zorder=4))
-        axes[2].plot(*thin(part["step"], norm / ref, log=False), color=c, **mk)
-    axes[0].set(title="Adam family", xlabel="step t", ylabel="‖g_t‖ / ‖w_t‖")
-    axes[1].set(title="SGD with momentum", xlabel="step t", ylabel="‖g_t‖ / ‖w_t‖")
-    axes[2].set(title="Δ_t/γ_t (flat ⇔ Δ_t ∝ γ_t)", xlabel="step t (while γ_t ≥ 10% of peak)",
-                ylabel="Δ_t/γ_t ÷ its predicted value at the peak")
-    from sandbox.plotting import style_legend
-
-    style_legend(axes[2], list(colors.items()), outside=True)
-    return fig
-
-
-def _deviation(run: dict, q: str) -> float:
-    """Worst |measured/predicted − 1| of quantity ``q`` along the run (steps ≥ SKIP_STEPS; Δ only
-    where γ_t ≥ 1% of the peak, which float32 resolves)."""
-    m = run["measured"]
-    m = m[(m["quantity"] == q) & (m["step"] >= SKIP_STEPS)]
-    if q == "delta":
-        m = m[m["gamma"] >= DELTA_FLOOR * run["sched"].peak]
-    p = run["predicted"]
-    p = p[p["quantity"] == q].set_index("step")["predicted"]
-    return float(np.max(np.abs(m["rms"].to_numpy() / p.loc[m["step"]].to_numpy() - 1)))
-
-
-def _late_rise(run: dict, leave_out: Optional[int] = None) -> float:
-    from sandbox.experiments.schedule_nets import late_rise_of
-    from sandbox.experiments.schedule_toy import rms_series
-
-    steps, ratio = rms_series(run["table"], "grad_ratio", leave_out)
-    return late_rise_of(run["sched"].gamma[steps], ratio)
-
-
-def toy_rows(runs: dict, steady: Optional[dict] = None) -> list:
-    """Verdict rows of the toy runs (the rule stated in notebook 06 before the numbers):
-    'schedule.trajectory.<q>' — the worst relative deviation of r, Δ, ‖g‖/‖w‖ from the prediction
-    along the run, tolerance 5% / 10% / 10%; 'schedule.late_rise' — measured late rise of
-    ‖g‖/‖w‖ against the predicted one, 10%, with the jackknife interval over replica groups;
-    ``steady`` (a :func:`run_panel` of plain SGD at a constant lr): 'schedule.sgd_steady', the
-    rms ‖g‖/‖w‖ over the last third against sqrt(2λ/γ), 5%, jackknife interval."""
-    from sandbox.experiments.schedule_nets import late_rise_of
-    from sandbox.experiments.schedule_toy import group_ids, rms_series
-    from sandbox.verify.intervals import jackknife
-    from theory.schedules import steady_grad_ratio_sgd
-
-    from .verdicts import claim_row
-
-    rows = []
-    for rule, run in runs.items():
-        if run["predicted"] is None:
-            continue
-        setting = f"{run['sched'].kind} peak={run['sched'].peak:g} λ={run['hp']['weight_decay']:g}"
-        for q in ("norm", "delta", "grad_ratio"):
-            rows.append(claim_row(f"schedule.trajectory.{q}", rule, setting, 0.0,
-                                  _deviation(run, q), TOLERANCES[q], kind="absolute",
-                                  note="worst |measured/predicted − 1| along the run"))
-        p = run["predicted"]
-        pr = p[p["quantity"] == "grad_ratio"].set_index("step")["predicted"]
-        steps, _ = rms_series(run["table"], "grad_ratio")
-        predicted = late_rise_of(run["sched"].gamma[steps], pr.loc[steps].to_numpy())
-        full = {"v": _late_rise(run)}
-        loo = [{"v": _late_rise(run, g)} for g in group_ids(run["table"])]
-        rows.append(claim_row("schedule.late_rise", rule, setting, predicted, full["v"],
-                              TOLERANCES["late_rise"], interval=jackknife(full, loo)["v"],
-                              note="max ‖g‖/‖w‖ over the last 10% / its min from the peak on"))
-    if steady is not None:
-        table, lam = steady["table"], steady["hp"]["weight_decay"]
-        gamma = float(steady["sched"].peak)
-
-        def late(leave_out=None):
-            st, v = rms_series(table, "grad_ratio", leave_out)
-            keep = st >= 2 * st.max() / 3
-            return {"v": float(np.sqrt(np.mean(v[keep] ** 2)))}
-
-        full = late()
-        ints = jackknife(full, [late(g) for g in group_ids(table)])
-        rows.append(claim_row("schedule.sgd_steady", "sgd", f"constant γ={gamma:g} λ={lam:g} "
-                              "momentum 0", float(steady_grad_ratio_sgd(gamma, lam)), full["v"],
-                              TOLERANCES["steady"], interval=ints["v"],
-                              note="rms over the last third of the run"))
-    return rows
-
-
-# --- notebook 06: the BN net side by side ---------------------------------------------------------
-def draw_net_series(table: pd.DataFrame, window: Optional[int] = None):
-    """Per rule (columns): each scale-invariant layer's ‖g‖/‖w‖ smoothed over ``window`` steps
-    (top) and Δ_t (bottom, log; rms per window), the line the mean over seeds and the band the
-    seeds' range (seaborn). Returns the figure."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from sandbox.experiments.schedule_nets import default_window, smoothed_ratio
-    from sandbox.plotting import colors
-
-    use_style()
-    window = default_window(table) if window is None else window
-    s = smoothed_ratio(table, window)
-    rules = list(dict.fromkeys(table["rule"]))
-    palette = colors(sorted(table["layer"].unique()))
-    fig, axes = plt.subplots(2, len(rules), figsize=(3.3 * len(rules) + 1.6, 5.6), sharex=True,
-                             squeeze=False, layout="constrained")
-    binned = table.assign(bin=(table["step"] // window) * window + window / 2)
-    dl = (binned.groupby(["rule", "seed", "layer", "bin"])["delta"]
-          .apply(lambda v: float(np.sqrt(np.mean(np.square(v))))).reset_index())
-    for j, rule in enumerate(rules):
-        top, bottom = axes[0, j], axes[1, j]
-        sns.lineplot(data=s[s["rule"] == rule], x="step", y="grad_ratio_smooth", hue="layer",
-                     palette=palette, errorbar=("pi", 100), ax=top, legend=False)
-        sns.lineplot(data=dl[dl["rule"] == rule], x="bin", y="delta", hue="layer",
-                     palette=palette, errorbar=("pi", 100), marker="o", ax=bottom, legend=False)
-        top.set(title=rule, xlabel="", ylabel="‖g‖/‖w‖ (smoothed)" if j == 0 else "")
-        bottom.set(yscale="log", xlabel="step t", ylabel="Δ_t (rad)" if j == 0 else "")
-    from sandbox.plotting import style_legend
-
-    style_legend(axes[0, -1], list(palette.items()), outside=True, title="layer",
-                 entries=(("mean over seeds", {"ls": "-", "color": "0.25"}),))
-    fig.suptitle(f"scale-invariant layers, cosine schedule; ‖g‖/‖w‖ smoothed over {window} "
-                 "steps; bands: range over seeds")
-    return fig
-
-
-def draw_late_rises(rises: pd.DataFrame):
-    """The late rise of ‖g‖/‖w‖ per rule and layer: one marker per seed, the mean with the
-    seeds' 95% t interval; a line at 1 (flat). Returns the figure."""
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    from sandbox.plotting import colors
-
-    from .verdicts import t_band
-
-    use_style()
-    palette = colors(sorted(rises["layer"].unique()))
-    fig, ax = plt.subplots(figsize=(7.0, 3.6), layout="constrained")
-    ax.axhline(1.0, color="0.3", lw=1, ls="--", zorder=0)
-    sns.stripplot(data=rises, x="rule", y="late_rise", hue="layer", palette=palette, dodge=True,
-                  alpha=0.6, size=5, ax=ax, legend=False, zorder=1)
-    sns.pointplot(data=rises, x="rule", y="late_rise", hue="layer", palette=palette, dodge=0.4,
-                  errorbar=t_band, linestyle="none", markers="D", capsize=0.1, ax=ax, zorder=3)
-    ax.set(xlabel="", ylabel="late rise of ‖g‖/‖w‖\n(max late / min from peak)")
-    ax.legend(title="layer (mean ± 95% t over seeds)", loc="upper left", bbox_to_anchor=(1.01, 1))
-    return fig
-
-
-def net_rows(rises: pd.DataFrame, setting: str) -> list:
-    """Verdict rows of the BN-net side by side: per rule the late rise (mean over layers per
-    seed, then over seeds, with the seeds' 95% t interval). AdamC against the corrected decay's
-    prediction 1 (flat), tolerance 10% ('schedule.late_rise', Defazio 2025); the other rules have
-    no net prediction (REPORTED)."""
-    from scipy import stats
-
-    from .verdicts import claim_row
-
-    rows = []
-    for rule, g in rises.groupby("rule", sort=False):
-        per_seed = g.groupby("seed")["late_rise"].mean().to_numpy()
-        m = float(per_seed.mean())
-        if len(per_seed) > 1:
-            h = float(stats.t.ppf(0.975, len(per_seed) - 1) * per_seed.std(ddof=1)
-                      / np.sqrt(len(per_seed)))
-            interval = (m - h, m + h)
-        else:
-            interval = (float("-inf"), float("inf"))  # one seed: no interval, INCONCLUSIVE
-        corrected = "corrected_decay" in {s.traits.size_law for s in
-                                          sandbox.info(rule).stages(dict(sandbox.info(rule).defaults,
-                                                                         normalized=True))}
-        rows.append(claim_row("schedule.late_rise" if corrected else "schedule.net_late_rise",
-                              rule, setting, 1.0 if corrected else None, m,
-                              TOLERANCES["late_rise"], interval=interval,
-                              status=None if corrected else "open",
-                              note=f"BN net, {len(per_seed)} seed(s), mean over layers"))
-    return rows
+    return {r: run_panel(r, kind, rule_setting(r)["weight_decay"], 0.9, steps, replicas, d, seed,
+                         every=1) for r in it}
 
 
 # --- the panel ---------------------------------------------------------------------------------
@@ -501,7 +294,6 @@ class SchedulePanel:
         return run
 
 
-__all__ = ["SchedulePanel", "run_panel", "toy_runs", "draw_toy_comparison", "toy_rows",
-           "draw_net_series", "draw_late_rises", "net_rows", "draw_schedule_panel", "measured_frame",
+__all__ = ["SchedulePanel", "run_panel", "toy_runs", "draw_schedule_panel", "measured_frame",
            "panel_hyperparameters", "panel_schedule", "rule_setting", "RULES", "KINDS",
            "SETTINGS"]

@@ -96,11 +96,19 @@ def prediction(rule: str, layer_rows: pd.DataFrame, d: int, sched: Schedule) -> 
 
 
 def rows(cfg, out_dir) -> list[dict]:
+    """Run (or read back) the net runs of the selected rules and return their rows."""
     rules = [r for r in net_rules() if cfg.extra.get("rules") is None or r in cfg.extra["rules"]]
     seeds = tuple(cfg.extra.get("schedule_net_seeds", SEEDS))
     table = run_schedule_nets(out_dir, rules=rules, seeds=seeds, problem=PROBLEM,
                               device=cfg.device)
-    sched = net_schedule()
+    return table_rows(table, net_schedule())
+
+
+def table_rows(table: pd.DataFrame, sched: Schedule) -> list[dict]:
+    """The rows of a :func:`~sandbox.experiments.schedule_nets.run_schedule_nets` table run
+    under ``sched`` (the verdict rule of the module docstring)."""
+    rules = list(dict.fromkeys(table["rule"]))
+    seeds = table["seed"].unique()
     sizes = _layer_sizes()
     late = table[table["step"] >= START]
     rises = late_rises(late, window=WINDOW)

@@ -73,6 +73,22 @@ def _interval(v: np.ndarray) -> tuple[float, tuple[float, float]]:
     return m, (m - h, m + h)
 
 
+def update_size_ratio(rule: str, layer_rows: pd.DataFrame, d: int) -> float:
+    """The layer's measured update size per unit lr, A = rms(Δ_t r_t/γ_t) over t ∈ [START,
+    START + WINDOW), divided by the toy's (pure-noise Gaussian gradients, ``theory.toy``): the
+    growth term of the norm recurrence scales with A², so A below the toy's means a norm below
+    the prediction."""
+    from sandbox.optim.traits import rule_traits
+    from theory.toy import toy_update_size_sq
+
+    w = layer_rows[(layer_rows["step"] >= START) & (layer_rows["step"] < START + WINDOW)]
+    a = float(np.sqrt(np.mean((w["delta"] * w["norm"] / w["lr"]) ** 2)))
+    hp = {k: v for k, v in HP.items()}
+    if "corrected_decay" in size_laws(rule):
+        hp["normalized"] = True
+    return a / float(np.sqrt(toy_update_size_sq(rule_traits(rule, **hp), d)))
+
+
 def prediction(rule: str, layer_rows: pd.DataFrame, d: int, sched: Schedule) -> dict:
     """Predicted late rise (``given_g``: with the measured scale-free gradient G_t = r‖g‖, rms over
     seeds; ``constant_g``: with G constant) and final norm of one layer; raises NotCovered."""
@@ -132,7 +148,9 @@ def table_rows(table: pd.DataFrame, sched: Schedule) -> list[dict]:
                 status, why = "open", f"; no prediction: {e}"
             note = (f"layer {layer} (d = {sizes[layer]}); theory picked up at t = {START} "
                     f"(stationary start); scale-free gradient r‖g‖ drifts ×{drift:.2f} from "
-                    f"t = {START} to the end (assumed constant){why}")
+                    f"t = {START} to the end (assumed constant); update size A = Δr/γ over "
+                    f"t ∈ [{START}, {START + WINDOW}): measured / the toy's "
+                    f"{update_size_ratio(rule, g, sizes[layer]):.2f}{why}")
             out.append(make_row("schedules", "schedule.nets.late_rise", rule, setting,
                                 p["given_g"], rise_m, TOL, status=status, interval=rise_ci,
                                 note="‖g‖/‖w‖ predicted as G_t/r_t² with r_t from the theory and "

@@ -48,13 +48,16 @@ def schedule_hyperparameters(rule: str, **hp) -> dict:
 def run_schedule_toy(rule: str, sched, replicas: int = 256, d: int = 64, *, r0: float = 1.0,
                      sigma: float = 1.0, seed: int = 0, groups: int = 8, every: int = 1,
                      threads: int | None = 1, dtype: torch.dtype = torch.float32,
-                     device: str = "cpu", progress=None, **hp) -> pd.DataFrame:
+                     device: str = "cpu", progress=None, impl: str = "reference",
+                     **hp) -> pd.DataFrame:
     """Run ``rule`` on the toy with lr γ_t = ``sched.gamma[t]`` (a :class:`theory.schedules.Schedule`
     or any sequence of learning rates: a schedule the theory does not cover is still measured).
 
     Returns a tidy table: ``step, gamma, quantity, group, sum_sq, n`` (quantity in
     :data:`QUANTITIES`; one row per recorded step, quantity and replica group), see
-    :func:`rms_series` and :func:`leave_one_group_out_series`."""
+    :func:`rms_series` and :func:`group_ids`. ``impl``: the optimizer implementation
+    (``sandbox.create(..., impl=)``); the stages by default, the canonical implementation and the
+    fastest for these small tensors (a fused kernel's launch costs more than the step)."""
     gamma = np.asarray(sched.gamma if isinstance(sched, Schedule) else sched, dtype=float)
     if gamma.ndim != 1 or len(gamma) == 0 or not np.isfinite(gamma).all() or (gamma < 0).any():
         raise ValueError(f"schedule: need a non-empty 1-D sequence of finite lr >= 0, got {gamma!r}")
@@ -65,15 +68,15 @@ def run_schedule_toy(rule: str, sched, replicas: int = 256, d: int = 64, *, r0: 
         torch.set_num_threads(threads)
     try:
         return _run(rule, gamma, replicas, d, r0, sigma, seed, groups, every, dtype, device,
-                    progress, schedule_hyperparameters(rule, **hp))
+                    progress, impl, schedule_hyperparameters(rule, **hp))
     finally:
         torch.set_num_threads(saved)
 
 
-def _run(rule, gamma, replicas, d, r0, sigma, seed, groups, every, dtype, device, progress, hp):
+def _run(rule, gamma, replicas, d, r0, sigma, seed, groups, every, dtype, device, progress, impl, hp):
     toy = noise_toy(d, replicas, r0=r0, sigma=sigma, seed=seed, dtype=dtype, device=device)
     hp = {**hp, "lr": float(gamma[0])}
-    opt = sandbox.create(rule, toy.param_groups(), **hp)
+    opt = sandbox.create(rule, toy.param_groups(), impl=impl, **hp)
     group = opt.param_groups[0]
     group.setdefault("initial_lr", float(gamma.max()))  # as a torch LR scheduler records it
     bounds = np.linspace(0, replicas, groups + 1).astype(int)

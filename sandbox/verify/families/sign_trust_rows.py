@@ -199,8 +199,9 @@ def _asymptote_measures(job, df) -> dict:
     _, r = series(df, "norm")
     if job["law"] == "lion":
         late = t >= 0.8 * t.max()
+        start = lion_regime_start(job, t, delta)  # t.max(): the run never enters the regime
         return {"delta": float(np.sqrt(np.mean(delta[late] ** 2))),
-                "M": measured_momentum_factor(df, lion_regime_start(job, t, delta), t.max()),
+                "M": measured_momentum_factor(df, start, t.max()) if start < t.max() else np.nan,
                 "M_decade": measured_momentum_factor(df, 0.1 * t.max(), t.max())}
     half = t >= 0.5 * t.max()
     return {"delta": float(np.sqrt(np.mean(delta[half] ** 2))),

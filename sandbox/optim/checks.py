@@ -158,3 +158,45 @@ def normalise_step(state: dict) -> None:
         state["step"] = torch.tensor(float(v), dtype=torch.float32)
     elif isinstance(v, Tensor) and (v.dtype != torch.float32 or v.device.type != "cpu"):
         state["step"] = v.detach().to(device="cpu", dtype=torch.float32).reshape(())
+
+
+_NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
+
+
+def grads_finite(grads: list[Tensor], nonfinite: str = "raise") -> bool:
+    """Whether every gradient is finite (always True for ``nonfinite='ignore'``).
+
+    One list kernel per precision and one host sync: a NaN or ±inf anywhere makes that tensor's
+    2-norm non-finite. A finite 2-norm proves the tensor finite; a non-finite one may also be an
+    overflow of the sum of squares (|g| ≳ 1.8e19 in float32), so it is confirmed element-wise.
+    16-bit gradients are normed in float32. The 2-norm, not the 1-norm: torch's CPU list norm is
+    vectorised for ord 2 only."""
+    if nonfinite == "ignore" or not grads:
+        return True
+    if len({g.device for g in grads}) == 1:
+        narrow = [g for g in grads if g.dtype in _NARROW]
+        wide = [g for g in grads if g.dtype not in _NARROW] if narrow else grads
+        norms = list(torch._foreach_norm(wide, 2)) if wide else []
+        if narrow:
+            norms += torch._foreach_norm(narrow, 2, dtype=torch.float32)
+        if bool(torch.stack(norms).isfinite().all()):  # stack promotes mixed dtypes
+            return True
+    return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+
+def check_saved_groups(rule, state_dict: Mapping[str, Any], skip_keys: tuple) -> None:
+    """The hyperparameters of every group of a checkpoint about to be loaded, validated by
+    ``rule`` (a RuleSpec); a torch.optim group whose ``decoupled_weight_decay`` names the other
+    algorithm is refused. Raises ValueError naming the group."""
+    torch_only = {"decoupled_weight_decay": lambda: rule.decay == "decoupled"}
+    for gi, g in enumerate(state_dict.get("param_groups", [])):
+        values = {k: v for k, v in g.items() if k not in skip_keys}
+        for k, expected in torch_only.items():  # (the rule's traits only where asked: an import)
+            if k in values and bool(values.pop(k)) != expected():
+                raise ValueError(
+                    f"{rule.name}: the checkpoint's group {gi} has {k}={g[k]!r}, which "
+                    f"is another algorithm (decay here is {rule.decay}); refused")
+        try:
+            rule.validate(values)
+        except ValueError as e:
+            raise ValueError(f"{e} (in group {gi} of the checkpoint being loaded)") from None

@@ -28,7 +28,6 @@ class NonFiniteGradientError(FloatingPointError):
     """A gradient holds NaN or Inf; the step was refused and nothing was changed."""
 
 
-_NARROW = (torch.float16, torch.bfloat16)  # gradients whose norm is taken in float32
 _DTYPE, _DEVICE, _SHAPE = (operator.attrgetter(a) for a in ("dtype", "device", "shape"))
 _GRAD, _IS_SPARSE = operator.attrgetter("grad"), operator.attrgetter("is_sparse")
 _SKIP_KEYS = ("params", "param_names")
@@ -157,7 +156,7 @@ class RuleOptimizer(torch.optim.Optimizer):
         ``step`` is converted as torch does. On any refusal the optimizer is left as it was.
         State a stage keeps in full precision for 16-bit parameters (Adai's ``beta1_prod``) stays
         float32. Hyperparameters the saved groups lack keep their current values."""
-        self._check_saved_groups(state_dict)
+        checks.check_saved_groups(self.rule, state_dict, _SKIP_KEYS)
         saved_state, saved_groups = self.state, self.param_groups
         current = [dict(g) for g in self.param_groups]
         super().load_state_dict(state_dict)
@@ -178,20 +177,6 @@ class RuleOptimizer(torch.optim.Optimizer):
             raise
         finally:
             self._reset_caches()
-
-    def _check_saved_groups(self, state_dict: dict) -> None:
-        torch_only = {"decoupled_weight_decay": lambda: self.rule.decay == "decoupled"}
-        for gi, g in enumerate(state_dict.get("param_groups", [])):
-            values = {k: v for k, v in g.items() if k not in _SKIP_KEYS}
-            for k, expected in torch_only.items():  # (the rule's traits only where asked: an import)
-                if k in values and bool(values.pop(k)) != expected():
-                    raise ValueError(
-                        f"{self.rule.name}: the checkpoint's group {gi} has {k}={g[k]!r}, which "
-                        f"is another algorithm (decay here is {self.rule.decay}); refused")
-            try:
-                self.rule.validate(values)
-            except ValueError as e:
-                raise ValueError(f"{e} (in group {gi} of the checkpoint being loaded)") from None
 
     def _keep_full_precision(self, state_dict: dict) -> None:
         keys = {k for s in self.rule.stages(self.defaults) for k in s.FULL_PRECISION_STATE}
@@ -215,24 +200,6 @@ class RuleOptimizer(torch.optim.Optimizer):
         return self._chains[key]
 
     # --- checks before the first write --------------------------------------------------------
-    def _grads_finite(self, grads: list[Tensor]) -> bool:
-        if self.nonfinite == "ignore" or not grads:
-            return True
-        if len({g.device for g in grads}) == 1:
-            # One list kernel per precision and one host sync: a NaN or ±inf anywhere makes that
-            # tensor's 2-norm non-finite. A finite 2-norm proves the tensor finite; a non-finite
-            # one may also be an overflow of the sum of squares (|g| ≳ 1.8e19 in float32), so it
-            # is confirmed below. 16-bit gradients are normed in float32. The 2-norm, not the
-            # 1-norm: torch's CPU list norm is vectorised for ord 2 only.
-            narrow = [g for g in grads if g.dtype in _NARROW]
-            wide = [g for g in grads if g.dtype not in _NARROW] if narrow else grads
-            norms = list(torch._foreach_norm(wide, 2)) if wide else []
-            if narrow:
-                norms += torch._foreach_norm(narrow, 2, dtype=torch.float32)
-            if bool(torch.stack(norms).isfinite().all()):  # stack promotes mixed dtypes
-                return True
-        return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
-
     def _nonfinite_message(self, ranks: Optional[list] = None) -> str:
         where = [
             f"group {i} param {j} (shape {tuple(p.shape)})"
@@ -345,8 +312,8 @@ class RuleOptimizer(torch.optim.Optimizer):
         # sharded: each rank sees its shards only; the ranks agree in the step's first round
         flag = None
         if comm is not None and self.nonfinite != "ignore":
-            flag = self._grads_finite(grads)
-        elif not self._grads_finite(grads):
+            flag = checks.grads_finite(grads, self.nonfinite)
+        elif not checks.grads_finite(grads, self.nonfinite):
             if self.nonfinite == "raise":
                 raise NonFiniteGradientError(self._nonfinite_message())
             self.skipped_steps += 1

@@ -100,6 +100,29 @@ def test_equilibrium_figures(tmp_path, checked):
     assert_clean(checked, 2)
 
 
+def test_schedule_figures(tmp_path, checked):
+    """The schedules family: one figure of the rules with a prediction, and the measured-only
+    rules in figures of at most 7 rules each."""
+    from sandbox.verify.families import schedules
+
+    t = np.arange(0, 2000, 5)
+    gamma = 0.05 * 0.5 * (1 + np.cos(np.pi * t / 2000))
+    frames = []
+    for i, rule in enumerate(["sgd", "adamw", "adamp", "lion", "adamc", "sgdc"] +
+                             [f"other{j}" for j in range(9)]):
+        for q, base in (("norm", 2 + np.sqrt(t / 100)), ("delta", 0.01 * gamma / 0.05 + 1e-6),
+                        ("grad_ratio", 1 / (2 + np.sqrt(t / 100)) ** 2)):
+            frames.append(pd.DataFrame({"rule": rule, "quantity": q, "step": t, "gamma": gamma,
+                                        "measured": base * (1 + 0.01 * RNG.standard_normal(len(t))),
+                                        "predicted": base if i < 6 else np.nan}))
+    cfg = VerifyConfig(out=tmp_path)
+    pd.concat(frames).to_csv(cfg.family_dir("schedules") / "curves.csv", index=False)
+    paths = schedules.plot(pd.DataFrame(columns=ROW_COLUMNS), cfg)
+    assert [p.name for p in paths] == ["schedules.png", "schedules_reported_0.png",
+                                       "schedules_reported_1.png"]
+    assert_clean(checked, 3)
+
+
 def test_identity_and_invariance_figures(tmp_path, checked):
     from sandbox.verify.families import identities, invariances
 

@@ -351,9 +351,21 @@ def run(cfg: VerifyConfig) -> pd.DataFrame:
 
 
 def plot(results: pd.DataFrame, cfg: VerifyConfig):
-    from .schedules_figures import plot_trajectories
+    """``schedules.png``: the rules with a prediction; ``schedules_reported_<i>.png``: the rules
+    measured without one (up to 7 rules a figure)."""
+    from .schedules_figures import MAX_RULES, plot_trajectories
 
     path = cfg.family_dir(NAME) / "curves.csv"
     if not path.exists():
         return []
-    return [plot_trajectories(pd.read_csv(path), cfg.family_dir(NAME) / "schedules.png")]
+    curves = pd.read_csv(path)
+    covered = curves.groupby("rule", sort=False)["predicted"].apply(lambda p: p.notna().any())
+    out = []
+    if covered.any():
+        part = curves[curves["rule"].isin(covered[covered].index)]
+        out.append(plot_trajectories(part, cfg.family_dir(NAME) / "schedules.png"))
+    rest = list(covered[~covered].index)
+    for i in range(0, len(rest), MAX_RULES):
+        part = curves[curves["rule"].isin(rest[i:i + MAX_RULES])]
+        out.append(plot_trajectories(part, cfg.family_dir(NAME) / f"schedules_reported_{i // MAX_RULES}.png"))
+    return out

@@ -8,7 +8,7 @@ import pandas as pd
 from sandbox.verify import figures
 
 LABELS = {"norm": "rms ‖w_t‖", "delta": "rms Δ_t (rad)", "grad_ratio": "rms ‖g_t‖/‖w_t‖"}
-MAX_RULES = 8
+MAX_RULES = 7
 
 
 def plot_trajectories(curves: pd.DataFrame, path):
@@ -31,9 +31,12 @@ def plot_trajectories(curves: pd.DataFrame, path):
                 twin.plot(c["step"], c["gamma"] / c["gamma"].max(), color="0.6", lw=0.8, zorder=1)
                 twin.set_ylim(0, 1.05)
                 twin.set_yticks([])
-    handles = [Line2D([], [], color="0.25", lw=1.6, label="predicted (theory.schedules)"),
-               Line2D([], [], color="0.25", ls="none", marker="o", mfc="none",
-                      label="measured: rms over replicas"),
-               Line2D([], [], color="0.6", lw=0.8, label="γ_t/γ_max (top row)")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3)
+                twin.tick_params(axis="x", bottom=False, labelbottom=False)  # x is the panel's
+    handles = [Line2D([], [], color="0.25", lw=1.6, label="predicted (theory.schedules)")] \
+        if curves["predicted"].notna().any() else []
+    handles += [Line2D([], [], color="0.25", ls="none", marker="o", mfc="none",
+                       label="measured: rms over replicas"),
+                Line2D([], [], color="0.6", lw=0.8, label="γ_t/γ_max (top row)")]
+    fig.legend(handles=handles, loc="outside lower center",
+               ncol=min(len(handles), max(1, len(rules) - 1)))
     return figures.save(fig, path)

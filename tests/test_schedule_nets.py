@@ -44,7 +44,14 @@ def test_lr_schedule_refuses_a_short_schedule_or_a_conflicting_lr(problem):
 def test_adamc_without_normalised_groups_refuses_naming_normalized(problem):
     for rule in ("adamc", "sgdc"):
         with pytest.raises(ValueError, match="normalized"):
-            probed_run(problem, rule, {"weight_decay": 0.1}, 5, lr_schedule=[1e-3] * 5)
+            probed_run(problem, rule, {"weight_decay": 0.1}, 5, lr_schedule=[1e-3] * 5,
+                       normalised_groups=False)
+
+
+def test_the_probes_run_adamc_unchanged_with_the_architectures_groups(problem):
+    """By default the groups come from the architecture exactly when the rule needs them."""
+    df = probed_run(problem, "adamc", {"weight_decay": 0.1, "lr": 1e-3}, 5, schedule=1)
+    assert len(df) and df["delta"].notna().all()
 
 
 def test_groups_carry_the_architectures_normalised_flag_and_vectors_lose_decay(problem):

@@ -218,7 +218,7 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
                rescale_to: float | Mapping[str, float] | None = None,
                autocast: Optional[torch.dtype] = None, threads: Optional[int] = None,
                decay_vectors: bool = True, lr_schedule: Optional[Sequence[float]] = None,
-               normalised_groups: bool = False) -> pd.DataFrame:
+               normalised_groups: Optional[bool] = None) -> pd.DataFrame:
     """Train ``rule`` (hyperparameters ``hp``, passed to ``sandbox.create``) on ``problem`` for
     ``steps`` steps from ``problem.build(seed)`` and return the probe table (one row per recorded
     step and weight; columns of :data:`sandbox.probes.COLUMNS` plus ``rule``, ``seed``, the
@@ -236,7 +236,9 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
     before each step, with ``initial_lr`` = its maximum (``hp['lr']``, if given, must be that
     peak); the ``lr`` column records it. ``normalised_groups``: param groups from the
     architecture's ground truth with the ``normalized`` key AdamC/SGDC require (module
-    docstring); without it those rules refuse, naming the key. ``path``: a CSV file; when it
+    docstring); None (default): exactly when the rule reads that key and ``hp`` does not set it
+    (:func:`sandbox.training.architecture_groups.needs_architecture`), so AdamC/SGDC run
+    unchanged; False: never (those rules then refuse, naming the key). ``path``: a CSV file; when it
     exists the run is not repeated and its table is returned. ``threads``: torch intra-op threads
     for the run (CPU), restored afterwards.
     """
@@ -244,6 +246,10 @@ def probed_run(problem, rule: str, hp: Mapping[str, Any], steps: int, *, seed: i
     if final is not None and final.exists():
         return pd.read_csv(final)
     labels = {"rule": rule, "seed": seed, **dict(labels or {})}
+    if normalised_groups is None:
+        from sandbox.training.architecture_groups import needs_architecture
+
+        normalised_groups = needs_architecture(rule, hp)
     with cpu_threads(threads):
         model = problem.build(seed)
         gt = ground_truth(problem, model)

@@ -13,7 +13,7 @@ size laws), without the projected SGD rules and OneCycle (the ≤ 60 CPU-s budge
 lengths): k = 0 rules warm-up (100 steps) + cosine over T steps, peak 0.05, λ = 0.05,
 betas (0.9, 0.99), eps = 0, d = 64, r0 = 2; k = 1 rules the same schedule at peak 0.1, momentum
 0.9, λ = 5e-3, r0 = 8; sign updates (Lion) cosine over 8/3·T steps, peak 2e-3, λ = 0.1, d = 32,
-r0 = 3. T = 1000 (quick, 256 replicas in 8 jackknife groups) or 6000 (full, 512 replicas).
+r0 = 3. T = 1000 (quick, 256 replicas in 8 jackknife groups) or 6000 (full, 2048 replicas).
 
 Verdict rules, fixed before any verify run (tolerances as in the theory's own tests):
 
@@ -56,7 +56,7 @@ from theory.schedules import schedule
 TITLE = "Schedules: r_t, Δ_t, ‖g‖/‖w‖ along an lr schedule; corrected decay (theory §7)"
 NAME = "schedules"
 VERSION = 1
-COST = {"quick": 8, "full": 240}  # measured CPU seconds (2 shared cores, one torch thread)
+COST = {"quick": 8, "full": 490}  # measured CPU seconds (2 shared cores, one torch thread)
 TRAJECTORY = ("schedule.trajectory.norm", "schedule.trajectory.delta",
               "schedule.trajectory.grad_ratio")
 CLAIMS = TRAJECTORY + ("schedule.late_rise", "schedule.corrected_delta", "schedule.sgd_steady",
@@ -73,7 +73,7 @@ GROUPS = 8
 def sizes(cfg: VerifyConfig) -> dict:
     if cfg.quick:
         return {"steps": 1000, "replicas": 256, "all_rules": False, "long": False}
-    return {"steps": 6000, "replicas": 512, "all_rules": True, "long": True}
+    return {"steps": 6000, "replicas": 2048, "all_rules": True, "long": True}
 
 
 # --- settings by traits ----------------------------------------------------------------------------

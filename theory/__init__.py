@@ -26,7 +26,8 @@ from .invariance import (loss_scale_update_factor, noisy_quadratic_newton_step,
 from .lowprecision import bf16_ema_trace, bf16_step_retention, ema_can_decrease, round_bf16
 from .noisy_quadratic import noisy_quadratic_grad_sq, noisy_quadratic_stationary_variance
 from .rootfree import rootfree_delta_profile, rootfree_stationary
-from .schedules import NotCovered, integrate_schedule, late_rise, schedule, steady_grad_ratio_sgd
+from .schedules import (NotCovered, integrate_schedule, late_rise, rise_statistic, schedule,
+                        steady_grad_ratio_sgd)
 from .toy import (toy_grad_norm_sq_unit, toy_raw_update_size_sq, toy_update_size,
                   toy_update_size_sq)
 

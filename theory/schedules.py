@@ -276,12 +276,17 @@ def steady_grad_ratio_sgd(gamma, lam):
     return np.sqrt(2 * lam / np.asarray(gamma, dtype=float))
 
 
-def late_rise(traj: Trajectory, tail: float = 0.1) -> float:
-    """max ||g||/||w|| over the last ``tail`` of the run / its minimum from the end of the lr's
-    peak (the last step at >= 99.9% of the peak) on. > 1: the late-training rise; 1: flat.
+def rise_statistic(gamma, grad_ratio, tail: float = 0.1) -> float:
+    """max ``grad_ratio`` over the last ``tail`` of the run / its minimum from the end of the
+    lr's peak (the last step at >= 99.9% of the peak) on. > 1: the late-training rise; 1: flat.
     (A minimum, not the value at the peak: a run that starts away from equilibrium has a ratio
-    that first falls as r grows.)"""
-    g = traj.gamma
+    that first falls as r grows.) Applies to a predicted, measured or smoothed series alike."""
+    g, ratio = np.asarray(gamma, dtype=float), np.asarray(grad_ratio, dtype=float)
     peak_end = int(np.nonzero(g >= 0.999 * g.max())[0][-1])
     start = int(len(g) * (1 - tail))
-    return float(traj.grad_ratio[start:].max() / traj.grad_ratio[peak_end:].min())
+    return float(ratio[start:].max() / ratio[peak_end:].min())
+
+
+def late_rise(traj: Trajectory, tail: float = 0.1) -> float:
+    """:func:`rise_statistic` of a predicted trajectory's ||g||/||w||."""
+    return rise_statistic(traj.gamma, traj.grad_ratio, tail)

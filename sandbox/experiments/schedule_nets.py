@@ -27,7 +27,6 @@ Command line (the notebook's full-size side-by-side)::
 """
 from __future__ import annotations
 
-import types
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from sandbox.experiments.run_cache import run_key
+from theory.schedules import rise_statistic
 
 RULES = ("adamw", "adamc", "adamp", "rvadamw")
 HP = {"weight_decay": 0.5, "betas": (0.9, 0.99)}  # γλ = 5e-3 at the peak: τ = 100 steps (k = 0)
@@ -133,24 +133,15 @@ def smoothed_ratio(table: pd.DataFrame, window: Optional[int] = None) -> pd.Data
     return pd.concat(parts, ignore_index=True) if parts else table.assign(grad_ratio_smooth=[])
 
 
-def late_rise_of(lr, ratio, tail: float = 0.1) -> float:
-    """:func:`theory.schedules.late_rise` of a measured series: max of ``ratio`` over the last
-    ``tail`` of the points / its minimum from the end of the lr's peak on."""
-    from theory.schedules import late_rise
-
-    return late_rise(types.SimpleNamespace(gamma=np.asarray(lr, float),
-                                           grad_ratio=np.asarray(ratio, float)), tail)
-
-
 def late_rises(table: pd.DataFrame, window: Optional[int] = None,
                tail: float = 0.1) -> pd.DataFrame:
-    """Per rule, seed and layer: the late rise of ‖g‖/‖w‖ (:func:`late_rise_of` of the series
-    smoothed by a trailing rms over ``window`` steps, :func:`smoothed_ratio`; default a tenth of
+    """Per rule, seed and layer: the late rise of ‖g‖/‖w‖ (:func:`theory.schedules.rise_statistic`
+    of the series smoothed by a trailing rms over ``window`` steps, :func:`smoothed_ratio`; default a tenth of
     the run). Columns ``rule, seed, layer, late_rise, window, tail``."""
     window = default_window(table) if window is None else int(window)
     s = smoothed_ratio(table, window)
     rows = [{"rule": r, "seed": sd, "layer": layer,
-             "late_rise": late_rise_of(g["lr"], g["grad_ratio_smooth"], tail),
+             "late_rise": rise_statistic(g["lr"], g["grad_ratio_smooth"], tail),
              "window": window, "tail": tail}
             for (r, sd, layer), g in s.groupby(["rule", "seed", "layer"], sort=False)]
     return pd.DataFrame(rows)
@@ -200,4 +191,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["RULES", "HP", "PEAK", "STEPS", "WINDOW_FRACTION", "default_window", "net_schedule", "run_schedule_nets", "tidy",
-           "smoothed_ratio", "late_rise_of", "late_rises", "late_rise_summary", "run_path"]
+           "smoothed_ratio", "late_rises", "late_rise_summary", "run_path"]

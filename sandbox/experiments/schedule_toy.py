@@ -25,22 +25,17 @@ import torch
 import sandbox
 from sandbox.experiments.effective_step import noise_toy
 from sandbox.measure import step_geometry
+from sandbox.optim.traits import rule_traits, size_laws
 from theory.schedules import NotCovered, Schedule, integrate_schedule
 
 QUANTITIES = ("norm", "delta", "grad_ratio")
-
-
-def _laws(rule: str, hp: dict) -> frozenset:
-    spec = sandbox.info(rule)
-    full = {**spec.defaults, **hp}
-    return frozenset(s.traits.size_law for s in spec.stages(full) if s.traits.size_law)
 
 
 def schedule_hyperparameters(rule: str, **hp) -> dict:
     """``hp`` plus what the toy needs: ``normalized=True`` for a rule with a corrected decay (the
     toy's weight is scale-invariant)."""
     out = dict(hp)
-    if "corrected_decay" in _laws(rule, hp):
+    if "corrected_decay" in size_laws(rule, **hp):
         out.setdefault("normalized", True)
     return out
 
@@ -92,10 +87,10 @@ def _run(rule, gamma, replicas, d, r0, sigma, seed, groups, every, dtype, device
             before = toy.w.detach().reshape(replicas, -1).clone()
             opt.step()
             after = toy.w.detach().reshape(replicas, -1)
-            r = before.norm(dim=-1)
-            delta = step_geometry(before, after)["delta"]
+            geo = step_geometry(before, after)
+            r = geo["norm"]
             ratio = g.reshape(replicas, -1).norm(dim=-1) / r
-            stacked = torch.stack([r, delta, ratio]).double() ** 2
+            stacked = torch.stack([r, geo["delta"], ratio]).double() ** 2
             per_group = torch.zeros(3, groups, dtype=torch.float64, device=device)
             per_group.index_add_(1, index, stacked)
             sums.append(per_group)
@@ -141,18 +136,16 @@ def predict_schedule(rule: str, sched: Schedule, d: int = 64, *, r0: float = 1.0
     """:class:`theory.schedules.Trajectory` of ``rule`` at ``hp`` along ``sched`` on the toy
     (raises :class:`~theory.schedules.NotCovered` where the theory does not cover the rule).
     ``stationary_start``: picked up mid-run with warm buffers (see ``integrate_schedule``)."""
-    from sandbox.optim.traits import rule_traits
-
     spec = sandbox.info(rule)
     full = {**spec.defaults, **schedule_hyperparameters(rule, **hp)}
     full["lr"] = float(sched.peak)
-    laws = _laws(rule, full)
+    laws = size_laws(rule, **full)
     uncovered = laws - {"sign", "corrected_decay"}
     if uncovered:
         raise NotCovered(f"{rule}: no schedule theory for its {', '.join(sorted(uncovered))} stage")
     if "eps" in full and float(full["eps"]) > 1e-6:
         raise NotCovered(f"{rule}: eps = {full['eps']} is not negligible on the toy")
-    traits = rule_traits(rule, **{k: v for k, v in full.items() if k != "lr"}, lr=full["lr"])
+    traits = rule_traits(rule, **full)
     betas = tuple(full.get("betas", (0.9, 0.999)))
     corrected = "corrected_decay" in laws and bool(full.get("normalized"))
     return integrate_schedule(

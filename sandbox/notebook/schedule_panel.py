@@ -56,8 +56,9 @@ def family(rule: str) -> str:
     spec = sandbox.info(rule)
     if spec.momentum_kind == "heavy_ball":
         return "sgd"
-    laws = {s.traits.size_law for s in spec.stages(dict(spec.defaults)) if s.traits.size_law}
-    return "lion" if "sign" in laws else "adam"
+    from sandbox.optim.traits import size_laws
+
+    return "lion" if "sign" in size_laws(rule) else "adam"
 
 
 def rule_setting(rule: str, kind: str = "warmup_cosine") -> dict:

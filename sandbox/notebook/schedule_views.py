@@ -137,9 +137,9 @@ def toy_rows(runs: dict, out) -> list:
     for rule, run in runs.items():
         if run["traj"] is None:
             continue
-        beta = 0.99 if family(rule) == "lion" else 0.9
         job = {"rule": rule, "sched": run["sched"], "hp": run["hp"], "d": run["d"],
-               "r0": run["r0"], "beta_mem": beta, "traj": run["traj"]}
+               "r0": run["r0"], "beta_mem": fam.setting(rule, len(run["sched"].gamma))["beta_mem"],
+               "traj": run["traj"]}
         rows += fam.rule_rows(cfg, job, run["table"])
     return rows + fam.sgd_steady_rows(cfg)
 

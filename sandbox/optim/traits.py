@@ -47,6 +47,18 @@ def decay_placement(stages: Sequence) -> tuple[str, bool, Any]:
     return "none", True, None
 
 
+def size_laws(name: str, **hp) -> frozenset[str]:
+    """The size laws (``StageTraits.size_law``: 'sign', 'trust_ratio', 'rotation',
+    'corrected_decay') of the stages of the registered rule ``name`` at ``hp`` (its defaults
+    otherwise; a required value without one is filled with 1, only to see the chain's shape)."""
+    from .hyper import REQUIRED
+    from .registry import get_rule
+
+    spec = get_rule(name)
+    full = {k: (1 if v is REQUIRED else v) for k, v in {**spec.defaults, **hp}.items()}
+    return frozenset(s.traits.size_law for s in spec.stages(full) if s.traits.size_law)
+
+
 def rule_traits(name: str, projection_active: bool = True, **hp) -> RuleTraits:
     """:class:`theory.RuleTraits` of the registered rule ``name`` at hyperparameters ``hp``.
 

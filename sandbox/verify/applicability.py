@@ -22,6 +22,7 @@ from typing import Any, Callable, Mapping
 import sandbox
 from sandbox.optim.hyper import REQUIRED
 from sandbox.optim.registry import RuleSpec
+from sandbox.optim.traits import size_laws  # noqa: F401  (the families import it from here)
 
 def chain_at_defaults(name: str) -> tuple:
     """The stages of a registered rule's chain at its defaults (required values filled with 1,
@@ -62,12 +63,6 @@ def uncovered_rules(checked_laws=()) -> dict[str, list[str]]:
         if missing:
             out[n] = missing
     return out
-
-
-def size_laws(name: str) -> frozenset[str]:
-    """The size laws (``StageTraits.size_law``: 'sign', 'trust_ratio', 'rotation',
-    'corrected_decay') of a registered rule's stages at its defaults."""
-    return frozenset(s.traits.size_law for s in chain_at_defaults(name) if s.traits.size_law)
 
 
 def rules_with_law(law: str) -> list[str]:

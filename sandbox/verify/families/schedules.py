@@ -45,13 +45,13 @@ import pandas as pd
 
 import sandbox
 from sandbox.experiments.run_cache import cached, stable_seed
-from sandbox.experiments.schedule_toy import (NotCovered, group_ids, predict_schedule, rms_series,
-                                              run_schedule_toy)
+from sandbox.experiments.schedule_toy import (QUANTITIES, NotCovered, group_ids, predict_schedule,
+                                              rms_series, run_schedule_toy)
 from sandbox.verify.applicability import size_laws
 from sandbox.verify.base import VerifyConfig
 from sandbox.verify.intervals import jackknife
 from sandbox.verify.rows import TidyLog, claim_selected, make_row, progress, rows_frame, setting_text
-from theory.schedules import schedule
+from theory.schedules import rise_statistic, schedule
 
 TITLE = "Schedules: r_t, Δ_t, ‖g‖/‖w‖ along an lr schedule; corrected decay (theory §7)"
 NAME = "schedules"
@@ -121,6 +121,9 @@ def jobs(cfg: VerifyConfig) -> list[dict]:
     s = sizes(cfg)
     out, seen = [], set()
     for name in sandbox.available():
+        sig = _signature(name)
+        if not s["all_rules"] and (sig in seen or spec_is_projected_sgd(name)):
+            continue  # decided before the prediction is integrated
         job = {"rule": name, **setting(name, s["steps"])}
         try:
             job["traj"] = predict_schedule(name, job["sched"], job["d"], r0=job["r0"], **job["hp"])
@@ -128,9 +131,6 @@ def jobs(cfg: VerifyConfig) -> list[dict]:
             if not s["all_rules"]:
                 continue
             job["traj"], job["why"] = None, str(e)
-        sig = _signature(name)
-        if not s["all_rules"] and (sig in seen or spec_is_projected_sgd(name)):
-            continue
         seen.add(sig)
         out.append(job)
     rules = cfg.extra.get("rules")
@@ -158,49 +158,44 @@ def smooth(x: np.ndarray, n: int) -> np.ndarray:
     return np.convolve(x, k, "same") / np.convolve(np.ones_like(x), k, "same")
 
 
-def rise(series: np.ndarray, gamma: np.ndarray, tail: float = 0.1) -> float:
-    """theory.schedules.late_rise's statistic on an (already smoothed) series."""
-    peak_end = int(np.nonzero(gamma >= 0.999 * gamma.max())[0][-1])
-    start = int(len(gamma) * (1 - tail))
-    return float(series[start:].max() / series[peak_end:].min())
-
-
 def corrected_spread(delta: np.ndarray, gamma: np.ndarray) -> float:
     late = (gamma > 0.05 * gamma.max()) & (np.arange(len(gamma)) > len(gamma) // 2)
     ratio = delta[late] / gamma[late]
     return float(ratio.max() / ratio.min() - 1)
 
 
-def _stats(df: pd.DataFrame, job: dict, leave_out=None) -> dict:
-    gamma = job["sched"].gamma if "sched" in job else None
-    n = int(round(1 / (1 - job["beta_mem"])))
-    out = {}
-    for q in ("norm", "delta", "grad_ratio"):
-        t, m = rms_series(df, q, leave_out)
-        out[q] = smooth(m, n)
-    g = np.asarray(df.drop_duplicates("step").sort_values("step")["gamma"]) if gamma is None else gamma
-    out["rise"] = rise(out["grad_ratio"], g)
-    out["spread"] = corrected_spread(out["delta"], g)
-    traj = job.get("traj")
-    if traj is not None:
-        ok = (t >= 3 / (1 - job["beta_mem"])) & (g >= MIN_GAMMA * g.max())
-        pred = {"norm": traj.r, "delta": traj.delta, "grad_ratio": traj.grad_ratio}
-        for q in TOLERANCE:
-            out["dev_" + q] = float(np.max(np.abs(out[q][ok] / smooth(pred[q], n)[ok] - 1)))
+def predicted_series(traj) -> dict:
+    """{quantity: the trajectory's predicted series} (quantities of the toy's table)."""
+    return {"norm": traj.r, "delta": traj.delta, "grad_ratio": traj.grad_ratio}
+
+
+def _stats(df: pd.DataFrame, gamma: np.ndarray, n: int, ok, pred: dict, leave_out=None) -> dict:
+    """The scalar statistics of one (leave-one-group-out) table; ``pred``: the predicted series
+    already smoothed over ``n`` steps (empty without a prediction), ``ok`` their window."""
+    smoothed = {q: smooth(rms_series(df, q, leave_out)[1], n) for q in QUANTITIES}
+    out = {"rise": rise_statistic(gamma, smoothed["grad_ratio"]),
+           "spread": corrected_spread(smoothed["delta"], gamma)}
+    for q, p in pred.items():
+        out["dev_" + q] = float(np.max(np.abs(smoothed[q][ok] / p[ok] - 1)))
     return out
 
 
 def _with_interval(df: pd.DataFrame, job: dict) -> tuple[dict, dict]:
-    full = _stats(df, job)
-    scalars = {k: v for k, v in full.items() if np.ndim(v) == 0}
-    loo = [{k: v for k, v in _stats(df, job, g).items() if np.ndim(v) == 0} for g in group_ids(df)]
-    return full, jackknife(scalars, loo)
+    """(statistics, their jackknife intervals); the schedule is read from the table (every step
+    is recorded) and the predictions are smoothed once."""
+    t, gamma = df.drop_duplicates("step")[["step", "gamma"]].to_numpy().T
+    n = int(round(1 / (1 - job["beta_mem"])))
+    ok = (t >= 3 / (1 - job["beta_mem"])) & (gamma >= MIN_GAMMA * gamma.max())
+    pred = {} if job.get("traj") is None else \
+        {q: smooth(v, n) for q, v in predicted_series(job["traj"]).items() if q in TOLERANCE}
+    full = _stats(df, gamma, n, ok, pred)
+    return full, jackknife(full, [_stats(df, gamma, n, ok, pred, g) for g in group_ids(df)])
 
 
 def _predicted(job: dict) -> dict:
     traj, n = job["traj"], int(round(1 / (1 - job["beta_mem"])))
     g = job["sched"].gamma
-    return {"rise": rise(smooth(traj.grad_ratio, n), g),
+    return {"rise": rise_statistic(g, smooth(traj.grad_ratio, n)),
             "spread": corrected_spread(smooth(traj.delta, n), g)}
 
 
@@ -276,7 +271,7 @@ def onecycle_rows(cfg: VerifyConfig, rules=("adamw", "adamc")) -> list[dict]:
         job = {**setting(rule, sizes(cfg)["steps"]), "rule": rule, "traj": None}
         gamma = onecycle(len(job["sched"].gamma), job["sched"].peak)
         df = _measure(cfg, job, gamma=gamma, label=rule + "_onecycle")
-        full, ci = _with_interval(df, {**{k: v for k, v in job.items() if k != "sched"}})
+        full, ci = _with_interval(df, job)
         rows.append(make_row(NAME, "schedule.not_covered", rule,
                              setting_text(schedule="onecycle", steps=len(gamma), peak=float(gamma.max()),
                                           **job["hp"]), None, full["rise"], 0.0, status="open",
@@ -318,10 +313,7 @@ def curves(job: dict, df: pd.DataFrame, points: int = 400) -> pd.DataFrame:
     for q in ("norm", "delta", "grad_ratio"):
         t, m = rms_series(df, q)
         keep = np.unique(np.linspace(0, len(t) - 1, points).astype(int))
-        p = None
-        if job.get("traj") is not None:
-            p = {"norm": job["traj"].r, "delta": job["traj"].delta,
-                 "grad_ratio": job["traj"].grad_ratio}[q][t[keep]]
+        p = predicted_series(job["traj"])[q][t[keep]] if job.get("traj") is not None else None
         frames.append(pd.DataFrame({"rule": job["rule"], "quantity": q, "step": t[keep],
                                     "gamma": job["sched"].gamma[t[keep]], "measured": m[keep],
                                     "predicted": p if p is not None else np.nan}))

@@ -83,7 +83,7 @@ def update_size_ratio(rule: str, layer_rows: pd.DataFrame, d: int) -> float:
 
     w = layer_rows[(layer_rows["step"] >= START) & (layer_rows["step"] < START + WINDOW)]
     a = float(np.sqrt(np.mean((w["delta"] * w["norm"] / w["lr"]) ** 2)))
-    hp = {k: v for k, v in HP.items()}
+    hp = dict(HP)
     if "corrected_decay" in size_laws(rule):
         hp["normalized"] = True
     return a / float(np.sqrt(toy_update_size_sq(rule_traits(rule, **hp), d)))

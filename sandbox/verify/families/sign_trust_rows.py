@@ -301,8 +301,7 @@ def _rows(cfg, job, df) -> list[dict]:
         t, delta = series(df, "delta")
         p["regime_start"], p["regime_end"] = np.interp([0.1 * t.max(), t.max()], t, delta) \
             / p["one_minus_beta2"]
-        whole = series(whole_run(df), "delta")
-        p["t_regime"] = lion_regime_start(job, *whole)
+        p["t_regime"] = lion_regime_start(job, t, delta)
         p["M_decade"], (p["M_decade_lo"], p["M_decade_hi"]) = m["M_decade"]
     rows = []
     for claim in job["claims"]:

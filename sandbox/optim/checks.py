@@ -200,3 +200,22 @@ def check_saved_groups(rule, state_dict: Mapping[str, Any], skip_keys: tuple) ->
             rule.validate(values)
         except ValueError as e:
             raise ValueError(f"{e} (in group {gi} of the checkpoint being loaded)") from None
+
+
+def nonfinite_message(rule: str, param_groups, ranks: list | None = None) -> str:
+    """The error of a step refused for non-finite gradients: which tensors (on this rank), and,
+    sharded, which ranks flagged it (every rank refuses the step together)."""
+    from .distributed import local
+
+    where = [
+        f"group {i} param {j} (shape {tuple(p.shape)})"
+        for i, group in enumerate(param_groups)
+        for j, p in enumerate(group["params"])
+        if p.grad is not None and not bool(torch.isfinite(local(p.grad)).all())
+    ]
+    here = f"{len(where)} tensor(s): {', '.join(where)}"
+    if ranks is not None:  # sharded: the flag of the first round
+        here = (f"the shards of rank(s) {ranks} (on this rank: "
+                f"{here if where else 'none'}); every rank refuses this step together")
+    return (f"{rule}: step refused, non-finite gradient in {here}. Parameters and "
+            f"state are unchanged. Pass nonfinite='skip' to skip such steps instead.")

@@ -200,20 +200,6 @@ class RuleOptimizer(torch.optim.Optimizer):
         return self._chains[key]
 
     # --- checks before the first write --------------------------------------------------------
-    def _nonfinite_message(self, ranks: Optional[list] = None) -> str:
-        where = [
-            f"group {i} param {j} (shape {tuple(p.shape)})"
-            for i, group in enumerate(self.param_groups)
-            for j, p in enumerate(group["params"])
-            if p.grad is not None and not bool(torch.isfinite(local(p.grad)).all())
-        ]
-        here = f"{len(where)} tensor(s): {', '.join(where)}"
-        if ranks is not None:  # sharded: the flag of the first round
-            here = (f"the shards of rank(s) {ranks} (on this rank: "
-                    f"{here if where else 'none'}); every rank refuses this step together")
-        return (f"{self.rule.name}: step refused, non-finite gradient in {here}. Parameters and "
-                f"state are unchanged. Pass nonfinite='skip' to skip such steps instead.")
-
     def _shard_specs(self, groups: list) -> tuple[dict, Optional[ShardSpec]]:
         """The layout of every DTensor parameter (id → ShardSpec) and the mesh of the sharded ones;
         refuses a placement, gradient layout or chain that cannot be made exact (before writes)."""
@@ -315,7 +301,7 @@ class RuleOptimizer(torch.optim.Optimizer):
             flag = checks.grads_finite(grads, self.nonfinite)
         elif not checks.grads_finite(grads, self.nonfinite):
             if self.nonfinite == "raise":
-                raise NonFiniteGradientError(self._nonfinite_message())
+                raise NonFiniteGradientError(checks.nonfinite_message(self.rule.name, self.param_groups))
             self.skipped_steps += 1
             return loss
         self._check_before_writes(groups)
@@ -351,7 +337,7 @@ class RuleOptimizer(torch.optim.Optimizer):
     def _refuse(self, ranks: list, loss):
         """Every rank found a non-finite gradient on some rank's shard: nothing was written."""
         if self.nonfinite == "raise":
-            raise NonFiniteGradientError(self._nonfinite_message(ranks))
+            raise NonFiniteGradientError(checks.nonfinite_message(self.rule.name, self.param_groups, ranks))
         self.skipped_steps += 1
         return loss
 
